@@ -1,0 +1,45 @@
+# Handwritten-digit recognition with PaddlePaddle: train -> export -> serve.
+# `make serve` and `make test` create the virtual environment themselves on a fresh clone.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The shared MNIST copy beside the checkout; unset (and no --data-dir) means Paddle's downloader.
+MNIST_DIR ?= $(firstword $(wildcard ../shared/data/mnist))
+export MNIST_DIR
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HOST PORT
+TRAIN_ARGS ?=
+EXPORT_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help venv train export serve test clean
+
+help:
+	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
+	@echo "make test     - create the venv and run the test suite"
+	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...')"
+	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+train: venv
+	$(BIN)/python -m train $(TRAIN_ARGS)
+
+export: venv
+	$(BIN)/python -m export $(EXPORT_ARGS)
+
+serve: venv
+	$(BIN)/gunicorn -c serve/gunicorn.conf.py 'serve.app:create_app()'
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs .pytest_cache

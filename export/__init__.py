@@ -1,0 +1,1 @@
+"""Export stage: a training checkpoint -> a verified, versioned model folder under models/."""

@@ -1,0 +1,128 @@
+"""python -m export: publish a checkpoint as a verified, versioned model folder under models/."""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from export.convert import INPUT_NAME, load_checkpoint_model, parity, probabilities_model, save_static
+from export.publish import discard, publish, staging_dir
+from serve.model_store import sha256_file
+from serve.predictor import Predictor
+from train import checkpoint as ckpt
+from train.data import normalize
+from train.mnist import DIGIT_BOX, INPUT_SHAPE, LABELS, MEAN, STD, DataError, load_split, resolve_data_dir
+
+PARITY_TOLERANCE = 1e-5
+
+
+def newest_run(runs_dir: Path) -> Path:
+    runs = [p for p in Path(runs_dir).iterdir() if (p / ckpt.BEST_DIR / ckpt.STATE_FILE).is_file()] if Path(runs_dir).is_dir() else []
+    if not runs:
+        raise SystemExit(f"no run with a best checkpoint under {runs_dir}: run `make train` first")
+    return max(runs, key=lambda p: (p / ckpt.BEST_DIR / ckpt.STATE_FILE).stat().st_mtime)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--run", help="run folder; its best checkpoint is exported (default: the newest run)")
+    src.add_argument("--checkpoint", help="an explicit checkpoint folder (holds model.pdparams and state.json)")
+    p.add_argument("--runs-dir", default="runs", help="where to look for the newest run (default: runs)")
+    p.add_argument("--models-dir", default="models", help="where to publish (default: models)")
+    p.add_argument("--name", help="model name (default: mnist-<architecture>)")
+    p.add_argument("--data-dir", help="MNIST folder for the test-set check (default: the checkpoint's, $MNIST_DIR)")
+    p.add_argument("--parity-batch", type=int, default=256, help="test images in the parity check (default: 256)")
+    return p
+
+
+def manifest_for(cfg, state, checkpoint: Path, files: dict, name: str) -> dict:
+    return {
+        "schema": 1,
+        "name": name,
+        "version": None,  # set at publish time
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "produced_by": "make train + make export (python -m train, python -m export)",
+        "format": files["format"],
+        "files": {"model": files["model"], "params": files["params"]},
+        "input": {
+            "name": INPUT_NAME, "shape": [-1, *INPUT_SHAPE], "dtype": "float32", "layout": "NCHW",
+            "description": "grayscale digit, light ink on a dark background, as MNIST",
+        },
+        "preprocessing": {
+            "normalization": {"scale": 1 / 255, "mean": MEAN, "std": STD, "formula": "(pixel / 255 - mean) / std"},
+            "digit_box": DIGIT_BOX,
+            "centering": "centre of mass at the centre of the 28x28 frame",
+        },
+        "output": {"name": None, "shape": [-1, len(LABELS)], "dtype": "float32", "semantics": "probabilities (softmax)"},
+        "labels": list(LABELS),
+        "metrics": {},
+        "parity": {},
+        "source": {
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": sha256_file(checkpoint / ckpt.MODEL_FILE),
+            "best_epoch": state["position"]["best"]["epoch"],
+            "training_config": {k: v for k, v in cfg.to_dict().items() if k != "data"},
+            "data": cfg.data,
+        },
+        "paddle_version": __import__("paddle").__version__,
+    }
+
+
+def output_name(model_dir: Path, files: dict) -> str:
+    """The name Paddle gave the graph's output (e.g. fetch_name_0): serving looks it up by this name."""
+    import paddle.inference as pi
+
+    config = pi.Config(str(model_dir / files["model"]), str(model_dir / files["params"]))
+    config.disable_glog_info()
+    return pi.create_predictor(config).get_output_names()[0]
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else (Path(args.run) if args.run else newest_run(Path(args.runs_dir))) / ckpt.BEST_DIR
+    model, cfg, state = load_checkpoint_model(checkpoint)
+    net = probabilities_model(model, cfg)
+    name = args.name or f"mnist-{cfg.model}"
+    try:
+        test = load_split(resolve_data_dir(args.data_dir or cfg.data.get("dir")), "test")
+    except DataError as e:
+        print(f"data error: {e}", file=sys.stderr)
+        return 2
+
+    staging = staging_dir(Path(args.models_dir), name)
+    try:
+        files = save_static(net, staging)
+        manifest = manifest_for(cfg, state, checkpoint, files, name)
+        manifest["output"]["name"] = output_name(staging, files)
+        predictor = Predictor(staging, manifest)  # exactly as serving will load it
+
+        x = normalize(test.images)
+        report = parity(net, staging, predictor, x[: args.parity_batch])
+        manifest["parity"] = {**report, "tolerance": PARITY_TOLERANCE}
+        if report["max_abs_diff_inference"] > PARITY_TOLERANCE or report["max_abs_diff_static"] > PARITY_TOLERANCE or not report["argmax_equal"]:
+            raise SystemExit(f"parity check failed, nothing published: {report}")
+
+        probs = np.concatenate([predictor(x[i : i + 500]) for i in range(0, len(x), 500)])
+        test_acc = float((probs.argmax(1) == test.labels).mean())
+        manifest["metrics"] = {
+            "val_acc": state["position"]["best"]["val_acc"],
+            "test_acc": test_acc,
+            "test_records": int(len(test)),
+            "test_measured_with": "Paddle Inference on the exported files",
+        }
+        target = publish(staging, manifest)
+    except BaseException:
+        discard(staging)
+        raise
+    print(f"published {target}")
+    print(f"  val acc {manifest['metrics']['val_acc']:.4f}  test acc {test_acc:.4f} (Paddle Inference, {len(test)} images)")
+    print(f"  parity: max |dygraph - inference| = {report['max_abs_diff_inference']:.2e}, argmax equal: {report['argmax_equal']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Serving stage: a Flask app under gunicorn that classifies digit images with Paddle Inference."""

@@ -1,0 +1,38 @@
+"""The API's errors: one JSON shape, {"error": {"code", "message"}}, each with its HTTP status."""
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(ApiError):
+    status, code = 400, "bad_request"
+
+
+class BadImage(ApiError):
+    status, code = 400, "bad_image"
+
+
+class TooLarge(ApiError):
+    status, code = 413, "too_large"
+
+
+class UnsupportedType(ApiError):
+    status, code = 415, "unsupported_media_type"
+
+
+class NoDigit(ApiError):
+    status, code = 422, "no_digit"
+
+
+class NotReady(ApiError):
+    status, code = 503, "not_ready"

@@ -1,0 +1,48 @@
+"""gunicorn settings for `gunicorn -c serve/gunicorn.conf.py 'serve.app:create_app()'`.
+
+Every value comes from the environment; defaults fit the machine. The app (and its predictor) is
+created in each worker after fork: preload_app stays False.
+"""
+import multiprocessing
+import os
+import shutil
+import tempfile
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WORKERS", multiprocessing.cpu_count()))
+threads = int(os.environ.get("THREADS", "1"))
+worker_class = "gthread" if threads > 1 else "sync"
+preload_app = False
+timeout = int(os.environ.get("TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
+keepalive = int(os.environ.get("KEEPALIVE", "5"))
+max_requests = int(os.environ.get("MAX_REQUESTS", "10000"))
+max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "1000"))
+limit_request_line = int(os.environ.get("LIMIT_REQUEST_LINE", "4094"))
+limit_request_fields = int(os.environ.get("LIMIT_REQUEST_FIELDS", "64"))
+limit_request_field_size = int(os.environ.get("LIMIT_REQUEST_FIELD_SIZE", "8190"))
+worker_tmp_dir = os.environ.get("WORKER_TMP_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+accesslog = os.environ.get("ACCESS_LOG", "-") or None
+errorlog = "-"
+access_log_format = (
+    '{"ts":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","query":"%(q)s","status":%(s)s,'
+    '"bytes":%(B)s,"duration_us":%(D)s,"request_id":"%({x-request-id}o)s","user_agent":"%(a)s"}'
+)
+
+# Prometheus multiprocess mode: workers write samples into this folder; it must be empty at start.
+_prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if not _prom_dir:
+    _prom_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="digits-prom-")
+
+
+def on_starting(server):
+    for entry in os.listdir(_prom_dir):
+        path = os.path.join(_prom_dir, entry)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,61 @@
+"""Pull the uploaded image bytes out of a request: multipart, raw image body, or JSON base64."""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from flask import Request
+
+from serve.errors import BadRequest, TooLarge, UnsupportedType
+from serve.preprocess import MEDIA_TYPES
+
+_DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
+
+
+def read_images(request: Request, max_batch: int) -> tuple[list[bytes], bool]:
+    """Return (images, is_batch). Declared file types are ignored: the bytes are sniffed later."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        one, many = request.files.getlist("image"), request.files.getlist("images")
+        if len(one) > 1:
+            raise BadRequest("field 'image' takes one file; send several as 'images'")
+        if not one and not many:
+            names = sorted(set(request.files) | set(request.form))
+            raise BadRequest(f"no file in field 'image' or 'images' (got: {', '.join(names) or 'nothing'})")
+        images, batch = [f.read() for f in one + many], bool(many)
+    elif mimetype == "application/json":
+        images, batch = _from_json(request.get_json(silent=True))
+    elif mimetype.startswith("image/"):
+        if mimetype not in MEDIA_TYPES.values():
+            raise UnsupportedType(f"unsupported image type {mimetype}: allowed are {', '.join(MEDIA_TYPES.values())}")
+        images, batch = [request.get_data(cache=False)], False
+    elif not mimetype:
+        raise BadRequest("no Content-Type: send multipart/form-data, an image/* body, or application/json")
+    else:
+        raise UnsupportedType(f"unsupported Content-Type {mimetype}: send multipart/form-data, image/png, image/jpeg or application/json")
+    if len(images) > max_batch:
+        raise TooLarge(f"{len(images)} images in one request; the limit is {max_batch}")
+    return images, batch
+
+
+def _from_json(body) -> tuple[list[bytes], bool]:
+    if not isinstance(body, dict):
+        raise BadRequest('body must be a JSON object: {"image": "<base64>"} or {"images": ["<base64>", ...]}')
+    if "image" in body:
+        return [_b64(body["image"], "image")], False
+    if "images" in body:
+        items = body["images"]
+        if not isinstance(items, list) or not items:
+            raise BadRequest("'images' must be a non-empty list of base64 strings")
+        return [_b64(item, f"images[{i}]") for i, item in enumerate(items)], True
+    raise BadRequest(f"JSON body has no 'image' or 'images' key (got: {', '.join(map(str, body)) or 'nothing'})")
+
+
+def _b64(value, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise BadRequest(f"{where} must be a base64 string")
+    try:
+        return base64.b64decode(_DATA_URL.sub("", value.strip()), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{where} is not valid base64") from None

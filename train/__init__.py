@@ -1,0 +1,1 @@
+"""Training stage: MNIST IDX files -> dygraph training -> self-describing checkpoints in runs/."""

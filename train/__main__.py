@@ -1,0 +1,35 @@
+"""python -m train: train a model on MNIST; see --help."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from train.config import TrainConfig, build_parser, config_from_args
+from train.mnist import DataError
+from train.runner import CONFIG_FILE, new_run_dir, train
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.resume:
+            run_dir = Path(args.resume)
+            if not (run_dir / CONFIG_FILE).is_file():
+                print(f"error: {run_dir} is not a run folder (no {CONFIG_FILE})", file=sys.stderr)
+                return 2
+            cfg = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+            result = train(cfg, run_dir, resume=True)
+        else:
+            cfg = config_from_args(args)
+            run_dir = new_run_dir(args.runs_dir, args.run_name, cfg.model)
+            print(f"run folder: {run_dir}")
+            result = train(cfg, run_dir, dry_run=args.dry_run)
+    except DataError as e:
+        print(f"data error: {e}", file=sys.stderr)
+        return 2
+    return 130 if result.get("interrupted") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

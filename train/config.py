@@ -1,0 +1,100 @@
+"""The training configuration: one dataclass, filled from the command line, saved as config.json."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+from train.models import DEFAULT_MODEL, ZOO
+from train.optim import OPTIMIZERS, SCHEDULES
+
+
+@dataclass
+class TrainConfig:
+    model: str = DEFAULT_MODEL
+    epochs: int = 15
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    schedule: str = "onecycle"
+    weight_decay: float = 5e-4  # L2 (decoupled for adamw)
+    l1: float = 0.0
+    dropout: float | None = None  # None: the model's own default
+    augment: bool | None = None  # None: on for the default model, off otherwise
+    softmax_in_model: bool = False  # the course's pitfall; only for the experiment table
+    val_size: int = 5000
+    seed: int = 2024
+    device: str = "cpu"
+    threads: int = 0  # 0: all cores
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: once per epoch only
+    keep_checkpoints: int = 2
+    patience: int = 0  # early stopping on validation accuracy; 0: off
+    log_every: int = 50
+    limit_train: int = 0  # use only the first N training records (smoke tests); 0: all
+    progress: bool = True
+    data_dir: str | None = None
+    data: dict = field(default_factory=dict)  # filled in: data checksums and split sizes
+
+    def resolved(self) -> "TrainConfig":
+        """Turn the 'auto' choices into concrete values, so config.json says what really ran."""
+        c = dataclasses.replace(self)
+        if c.augment is None:
+            c.augment = c.model == DEFAULT_MODEL
+        if c.dropout is None:
+            c.dropout = 0.3 if c.model == DEFAULT_MODEL else 0.0
+        return c
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {s!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m train", description="Train a digit classifier on MNIST (dygraph).")
+    p.add_argument("--data-dir", help="folder of the four gzip IDX files (default: $MNIST_DIR, else Paddle's downloader)")
+    p.add_argument("--runs-dir", default="runs", help="where run folders are created (default: runs)")
+    p.add_argument("--run-name", help="name of the run folder (default: <model>-<timestamp>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest complete checkpoint")
+    p.add_argument("--model", choices=list(ZOO), default=d.model, help=f"network (default: {d.model})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"(default: {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"(default: {d.batch_size})")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=d.optimizer, help=f"(default: {d.optimizer})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default: {d.lr})")
+    p.add_argument("--momentum", type=float, default=d.momentum, help=f"for momentum (default: {d.momentum})")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule, help=f"(default: {d.schedule})")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"L2 strength (default: {d.weight_decay})")
+    p.add_argument("--l1", type=float, default=d.l1, help=f"L1 strength (default: {d.l1})")
+    p.add_argument("--dropout", type=float, default=None, help="dropout rate (default: 0.3 for cnn, else 0)")
+    p.add_argument("--augment", type=_bool, default=None, help="random affine distortions (default: on for cnn)")
+    p.add_argument("--softmax-in-model", type=_bool, default=False, help="reproduce the course's pitfall (default: off)")
+    p.add_argument("--val-size", type=int, default=d.val_size, help=f"validation records carved from train (default: {d.val_size})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"(default: {d.seed})")
+    p.add_argument("--device", choices=["cpu", "gpu"], default=d.device, help=f"(default: {d.device})")
+    p.add_argument("--threads", type=int, default=d.threads, help="CPU math threads (default: 0 = all cores)")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="also checkpoint every N steps (default: 0 = per epoch)")
+    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, help=f"newest checkpoints kept (default: {d.keep_checkpoints})")
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stop after N epochs without validation gain (default: 0 = off)")
+    p.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between metric lines (default: {d.log_every})")
+    p.add_argument("--limit-train", type=int, default=d.limit_train, help="use only the first N training records (default: all)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true", help="one batch per epoch, for a quick check")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})

@@ -1,0 +1,156 @@
+"""From validated arrays to training batches: the validation split, augmentation and a prefetching loader.
+
+Every random choice is a pure function of (seed, epoch, step), so a resumed run sees exactly the
+batches an uninterrupted one would, whatever thread produced them.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from train.mnist import IMAGE_SIZE, MEAN, STD
+
+
+def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): val_size records drawn per class in proportion to its frequency."""
+    if not 0 < val_size < len(labels):
+        raise ValueError(f"val_size must be between 1 and {len(labels) - 1}, got {val_size}")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts / len(labels) * val_size).astype(int)
+    # Hand out the remainder to the classes with the largest fractional share, deterministically.
+    remainder = val_size - quota.sum()
+    frac = counts / len(labels) * val_size - quota
+    quota[np.argsort(-frac, kind="stable")[:remainder]] += 1
+    val = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)])
+    val.sort()
+    train = np.setdiff1d(np.arange(len(labels)), val)
+    return train, val
+
+
+def normalize(images_u8: np.ndarray) -> np.ndarray:
+    """uint8 [N, 28, 28] -> float32 [N, 1, 28, 28] with the training normalization."""
+    x = images_u8.astype(np.float32) / 255.0
+    return ((x - MEAN) / STD)[:, None, :, :]
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Small plausible distortions: writers rotate, scale, shear and misplace their digits."""
+
+    max_rotate_deg: float = 12.0
+    max_scale: float = 0.12
+    max_shear: float = 0.15
+    max_shift_px: float = 2.5
+
+    def apply(self, images_u8: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        n = len(images_u8)
+        angle = np.deg2rad(rng.uniform(-self.max_rotate_deg, self.max_rotate_deg, n))
+        scale = 1.0 + rng.uniform(-self.max_scale, self.max_scale, n)
+        shear = rng.uniform(-self.max_shear, self.max_shear, n)
+        shift = rng.uniform(-self.max_shift_px, self.max_shift_px, (n, 2))
+        out = np.empty_like(images_u8)
+        c = (IMAGE_SIZE - 1) / 2.0
+        for i in range(n):
+            out[i] = _affine(images_u8[i], angle[i], scale[i], shear[i], shift[i], c)
+        return out
+
+
+def _affine(img: np.ndarray, angle: float, scale: float, shear: float, shift: np.ndarray, c: float) -> np.ndarray:
+    # PIL maps output pixels to input pixels, so build the inverse of rotate∘shear∘scale about the centre.
+    cos, sin = np.cos(angle), np.sin(angle)
+    forward = np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, shear], [0.0, 1.0]]) * scale
+    inv = np.linalg.inv(forward)
+    centre = np.array([c, c])
+    offset = centre - inv @ (centre + shift)
+    coeffs = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
+    pil = Image.fromarray(img)
+    return np.asarray(pil.transform(pil.size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled record order of one epoch: a function of (seed, epoch) alone."""
+    return np.random.default_rng([seed, epoch, 0]).permutation(n)
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def train_batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    start_step: int = 0,
+    augment: Augment | None = None,
+    drop_last: bool = True,
+    prefetch: int = 4,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield (step, x float32 [B,1,28,28], y int64 [B]) for one epoch, from start_step on.
+
+    The last short batch is dropped by default: a tiny batch gives a noisy step and skews batch
+    norm statistics, and the shuffle puts those records into other batches next epoch.
+    Batches are built in a background thread so the trainer never waits on augmentation.
+    """
+    order = epoch_order(len(labels), seed, epoch)
+    total = steps_per_epoch(len(labels), batch_size, drop_last)
+
+    def make(step: int):
+        idx = order[step * batch_size : (step + 1) * batch_size]
+        x = images[idx]
+        if augment is not None:
+            x = augment.apply(x, np.random.default_rng([seed, epoch, step + 1]))
+        return step, normalize(x), labels[idx]
+
+    yield from _prefetch((make(s) for s in range(start_step, total)), prefetch)
+
+
+def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int = 1000):
+    """Yield (x, y) in file order, the last short batch included: evaluation must see every record."""
+    for i in range(0, len(labels), batch_size):
+        yield normalize(images[i : i + batch_size]), labels[i : i + batch_size]
+
+
+_DONE = object()
+
+
+def _prefetch(it, depth: int):
+    """Run an iterator in a daemon thread, `depth` items ahead; errors are re-raised in the consumer."""
+    if depth <= 0:
+        yield from it
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def worker():
+        try:
+            for item in it:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(_DONE)
+        except BaseException as e:  # hand the failure to the consumer
+            q.put(e)
+
+    t = threading.Thread(target=worker, daemon=True, name="batch-prefetch")
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while not q.empty():  # unblock a producer waiting on a full queue
+            q.get_nowait()

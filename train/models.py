@@ -1,0 +1,121 @@
+"""The model zoo, selected by name. Every model maps [N, 1, 28, 28] normalized images to 10 logits.
+
+Models return logits, never probabilities: the loss applies log-softmax itself, and export adds
+softmax to the published graph. So the course's "softmax twice" pitfall cannot happen by default;
+`softmax_in_model=True` exists only so the experiment table can show what it costs.
+"""
+from __future__ import annotations
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+NUM_CLASSES = 10
+
+
+class Linear(nn.Layer):
+    """Multinomial logistic regression: the course's house-price model, made a classifier."""
+
+    def __init__(self, dropout: float = 0.0):
+        super().__init__()
+        self.fc = nn.Linear(28 * 28, NUM_CLASSES)
+
+    def forward(self, x):
+        return self.fc(paddle.flatten(x, 1))
+
+
+class MLP(nn.Layer):
+    """Two hidden layers with ReLU: non-linearity, but no notion of neighbouring pixels."""
+
+    def __init__(self, dropout: float = 0.0, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, NUM_CLASSES),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class LeNet(nn.Layer):
+    """The course's CNN: conv 5x5 -> max-pool -> conv 5x5 -> max-pool -> fully connected.
+
+    `extra_block` adds the course homework's "one more conv + pool" variant.
+    """
+
+    def __init__(self, dropout: float = 0.0, channels: int = 20, extra_block: bool = False):
+        super().__init__()
+        layers = [
+            nn.Conv2D(1, channels, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2, 2),
+            nn.Conv2D(channels, channels, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2, 2),
+        ]
+        side = 7
+        if extra_block:
+            layers += [nn.Conv2D(channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2D(2, 2)]
+            side = 3
+        self.features = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels * side * side, NUM_CLASSES)
+
+    def forward(self, x):
+        return self.fc(self.dropout(paddle.flatten(self.features(x), 1)))
+
+
+def _conv_bn(cin: int, cout: int, k: int) -> list[nn.Layer]:
+    return [nn.Conv2D(cin, cout, k, padding=k // 2, bias_attr=False), nn.BatchNorm2D(cout), nn.ReLU()]
+
+
+class CNN(nn.Layer):
+    """The default: three conv + batch-norm blocks, dropout and a small head.
+
+    Sized for a 2-core CPU: about 8 M multiply-adds per image, ~0.1 M parameters.
+    """
+
+    def __init__(self, dropout: float = 0.3):
+        super().__init__()
+        self.features = nn.Sequential(
+            *_conv_bn(1, 32, 5), nn.MaxPool2D(2, 2),      # 28 -> 14
+            *_conv_bn(32, 64, 3), nn.MaxPool2D(2, 2),     # 14 -> 7
+            *_conv_bn(64, 128, 3), nn.MaxPool2D(2, 2),    # 7 -> 3
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(128 * 3 * 3, NUM_CLASSES)
+
+    def forward(self, x):
+        return self.fc(self.dropout(paddle.flatten(self.features(x), 1)))
+
+
+class WithSoftmax(nn.Layer):
+    """Wraps a logits model so it outputs probabilities: used by export, and by the pitfall demo."""
+
+    def __init__(self, net: nn.Layer):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return F.softmax(self.net(x), axis=-1)
+
+
+ZOO = {
+    "linear": Linear,
+    "mlp": MLP,
+    "lenet": LeNet,
+    "lenet-deep": lambda dropout=0.0: LeNet(dropout, extra_block=True),
+    "cnn": CNN,
+}
+DEFAULT_MODEL = "cnn"
+
+
+def build_model(name: str, dropout: float = 0.0, softmax_in_model: bool = False) -> nn.Layer:
+    """A fresh model from the zoo by name."""
+    if name not in ZOO:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(ZOO)}")
+    model = ZOO[name](dropout=dropout)
+    return WithSoftmax(model) if softmax_in_model else model
+
+
+def count_parameters(model: nn.Layer) -> int:
+    return int(sum(p.size for p in model.parameters()))
