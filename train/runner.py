@@ -120,6 +120,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
     cfg.data = data.info
     (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
 
+    paddle.seed(cfg.seed)  # initial weights are a function of the seed
     model = build_model(cfg.model, cfg.dropout, cfg.softmax_in_model)
     per_epoch = 1 if dry_run else steps_per_epoch(len(data.train_y), cfg.batch_size, drop_last=True)
     if per_epoch == 0:
