@@ -22,9 +22,9 @@ help:
 	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...')"
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-onnx.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -r requirements-onnx.txt -c constraints.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -32,8 +32,14 @@ venv: $(VENV)/.installed
 train: venv
 	$(BIN)/python -m train $(TRAIN_ARGS)
 
-export: venv
-	$(BIN)/python -m export $(EXPORT_ARGS)
+FORMAT ?= paddle
+
+$(VENV)/.installed-onnx: $(VENV)/.installed requirements-onnx.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-onnx.txt -c constraints.txt
+	touch $@
+
+export: venv $(if $(filter onnx,$(FORMAT)),$(VENV)/.installed-onnx)
+	$(BIN)/python -m export --format $(FORMAT) $(EXPORT_ARGS)
 
 serve: venv
 	$(BIN)/gunicorn -c serve/gunicorn.conf.py 'serve.app:create_app()'
