@@ -23,7 +23,6 @@ MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg"}
 WORK_SIZE = 256  # longest side for the ink search: enough for a 20x20 result, cheap to filter
 FRAME = 28
 MIN_CONTRAST = 32  # grey levels between paper and ink below which we call the image blank
-MIN_INK_FRACTION = 0.0005
 STROKE_FRACTION = 0.11  # MNIST strokes are ~2.2 px in the 20 px box; thinner pen strokes are thickened
 
 
@@ -113,20 +112,25 @@ def shrink(gray: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
     return np.asarray(img)
 
 
-def to_light_ink(gray: np.ndarray) -> np.ndarray:
-    """Make the ink light on dark, like MNIST: paper is what dominates the image border."""
+def is_dark_on_light(gray: np.ndarray) -> bool:
+    """Paper is what dominates the image border: light paper means dark ink, the usual upload."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return 255 - gray if np.median(border) > 127 else gray
+    return bool(np.median(border) > 127)
 
 
-def ink_map(light: np.ndarray) -> np.ndarray:
-    """Float [0, 1] ink intensity with the paper level removed; NoDigit when there is no contrast."""
-    x = light.astype(np.float32)
-    paper = float(np.median(x))
-    top = float(np.percentile(x, 99.7))
+def ink_levels(light: np.ndarray) -> tuple[float, float]:
+    """(paper, ink) grey levels of a light-ink image; NoDigit when they are too close to tell apart."""
+    paper = float(np.median(light))
+    # The brightest ink after a 3x3 median: one hot pixel or a JPEG speck is not a stroke.
+    top = float(np.asarray(Image.fromarray(light).filter(ImageFilter.MedianFilter(3))).max())
     if top - paper < MIN_CONTRAST:
         raise NoDigit("no digit found: the image is blank or has too little contrast")
-    ink = np.clip((x - paper) / (top - paper), 0.0, 1.0)
+    return paper, top
+
+
+def ink_map(light: np.ndarray, paper: float, top: float) -> np.ndarray:
+    """Float [0, 1] ink intensity with the paper level removed."""
+    ink = np.clip((light.astype(np.float32) - paper) / (top - paper), 0.0, 1.0)
     ink[ink < 0.2] = 0.0  # paper texture, JPEG noise and shadows are not ink
     return ink
 
@@ -135,9 +139,9 @@ def ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
     """Bounding box (top, bottom, left, right) of the ink, ignoring isolated specks."""
     mask = ink > 0.35
     clean = np.asarray(Image.fromarray((mask * 255).astype(np.uint8)).filter(ImageFilter.MedianFilter(3))) > 0
-    if clean.sum() >= max(4, MIN_INK_FRACTION * mask.size):
+    if clean.sum() >= 4:
         mask = clean
-    if mask.sum() < max(4, MIN_INK_FRACTION * mask.size):
+    if mask.sum() < 4:
         raise NoDigit("no digit found: too little ink")
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
@@ -159,7 +163,10 @@ def thicken(crop: np.ndarray) -> np.ndarray:
     grow = int(round((target - width) / 2))  # each 3x3 max filter adds one pixel per side
     for _ in range(min(max(grow, 0), 8)):
         img = img.filter(ImageFilter.MaxFilter(3))
-    return np.asarray(img, dtype=np.float32) / 255.0
+    out = np.asarray(img, dtype=np.float32) / 255.0
+    # MNIST strokes have saturated cores; a faint pen or a thin stroke's blur should not look grey.
+    core = np.percentile(out[out > 0.35], 90) if (out > 0.35).any() else 1.0
+    return np.clip(out / max(core, 1e-3), 0.0, 1.0)
 
 
 def fit_box(crop: np.ndarray, box: int) -> np.ndarray:
@@ -190,10 +197,20 @@ def normalize(image_u8: np.ndarray, spec: Spec) -> np.ndarray:
 
 
 def prepare_gray(gray: np.ndarray, spec: Spec) -> Prepared:
-    """A grayscale picture of a digit (any polarity, any size) -> what the model sees."""
-    ink = ink_map(to_light_ink(shrink(gray)))
-    top, bottom, left, right = ink_box(ink)
-    crop = thicken(ink[top:bottom, left:right])
+    """A grayscale picture of a digit (any polarity, any size) -> what the model sees.
+
+    The ink is located on a small copy, then cut from the full-resolution picture, so a small
+    digit on a large page keeps its detail.
+    """
+    light = 255 - gray if is_dark_on_light(gray) else gray
+    small = shrink(light)
+    paper, top = ink_levels(small)
+    t, b, l, r = ink_box(ink_map(small, paper, top))
+    fy, fx = light.shape[0] / small.shape[0], light.shape[1] / small.shape[1]
+    region = light[max(0, int((t - 1) * fy)) : int(np.ceil((b + 1) * fy)), max(0, int((l - 1) * fx)) : int(np.ceil((r + 1) * fx))]
+    ink = ink_map(shrink(region), paper, top)
+    t, b, l, r = ink_box(ink)
+    crop = thicken(ink[t:b, l:r])
     frame = centre_by_mass(fit_box(crop, spec.digit_box))
     image = (np.clip(frame, 0, 1) * 255).round().astype(np.uint8)
     return Prepared(tensor=normalize(image, spec), image=image)

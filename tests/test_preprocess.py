@@ -1,0 +1,155 @@
+"""Upload preprocessing, one pure function at a time, on generated pictures of each kind."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from serve.errors import BadImage, NoDigit, TooLarge, UnsupportedType
+from serve.preprocess import (Limits, Spec, centre_by_mass, decode, fit_box, is_dark_on_light, normalize, prepare,
+                              prepare_gray, sniff_format, stroke_width, to_gray)
+from tests.images import encode
+from tests.uploads import KINDS
+
+SPEC = Spec(mean=0.1307, std=0.3081)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir):
+    from train.mnist import load_split
+
+    test = load_split(mnist_dir, "test")
+    return test.images[:40], test.labels[:40]
+
+
+def centre_of_mass(img):
+    ys, xs = np.indices(img.shape)
+    w = img.astype(float)
+    return (ys * w).sum() / w.sum(), (xs * w).sum() / w.sum()
+
+
+def similarity(a, b):
+    """Correlation of two 28x28 images after a blur: tolerant of one-pixel shifts, not of wrong shapes."""
+    def blur(x):
+        return np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(1.5)), float).ravel()
+
+    return float(np.corrcoef(blur(a), blur(b))[0, 1])
+
+
+def test_sniffing_accepts_png_and_jpeg_only():
+    assert sniff_format(encode(np.zeros((4, 4)))) == "PNG"
+    assert sniff_format(encode(np.zeros((4, 4)), "JPEG")) == "JPEG"
+    for fmt in ("GIF", "BMP", "TIFF", "WEBP"):
+        with pytest.raises(UnsupportedType):
+            sniff_format(encode(np.zeros((4, 4)), fmt))
+    with pytest.raises(UnsupportedType):
+        sniff_format(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    with pytest.raises(BadImage, match="empty"):
+        sniff_format(b"")
+
+
+def test_decode_refuses_truncated_and_corrupt_files():
+    png = encode(np.random.default_rng(0).integers(0, 255, (64, 64)).astype(np.uint8))
+    with pytest.raises(BadImage):
+        decode(png[: len(png) // 2], Limits())
+    with pytest.raises(BadImage):
+        decode(png[:8] + b"\x00" * 100, Limits())
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    # Tiny files, huge dimensions: only the header may be read. Our limit catches the first,
+    # Pillow's own decompression-bomb guard (kept on) the second.
+    for side, message in ((10000, "10000x10000 = 100000000 pixels"), (20000, "decompression bomb")):
+        bomb = encode(Image.new("1", (side, side)))
+        assert len(bomb) < 1_000_000
+        with pytest.raises(TooLarge, match=message):
+            decode(bomb, Limits(max_pixels=40_000_000))
+
+
+def test_polarity_is_detected_from_the_paper():
+    page = np.full((50, 50), 230, np.uint8)
+    page[20:30, 20:30] = 20
+    assert is_dark_on_light(page)
+    assert not is_dark_on_light(255 - page)
+
+
+def test_mnist_digit_passes_through_nearly_unchanged(digits):
+    images, _ = digits
+    for img in images[:10]:
+        out = prepare_gray(img, SPEC).image
+        assert similarity(out, img) > 0.8
+
+
+def test_polarity_scale_and_offset_give_the_same_input(digits):
+    images, _ = digits
+    img = images[0]
+    reference = prepare_gray(img, SPEC).image
+    page = np.full((600, 800), 245, np.uint8)  # white page, digit small and far from the centre
+    page[400:540, 50:190] = np.asarray(Image.fromarray(255 - img).resize((140, 140), Image.Resampling.BICUBIC))
+    out = prepare_gray(page, SPEC).image
+    assert similarity(out, reference) > 0.8
+    cy, cx = centre_of_mass(out)
+    assert abs(cy - 14) < 1 and abs(cx - 14) < 1
+
+
+def test_digit_is_fitted_into_the_20_pixel_box_keeping_aspect():
+    tall = np.zeros((200, 40), np.float32)
+    tall[:, 10:30] = 1.0
+    box = fit_box(tall, 20)
+    assert box.shape == (20, 4)
+    frame = centre_by_mass(box)
+    assert frame.shape == (28, 28)
+    rows = np.flatnonzero(frame.max(1) > 0.5)
+    assert rows[0] == 4 and rows[-1] == 23
+
+
+def test_alpha_canvas_strokes_are_ink_whatever_their_colour():
+    rgba = np.zeros((100, 100, 4), np.uint8)
+    rgba[20:80, 45:55] = (0, 0, 0, 255)  # black strokes on transparent
+    gray = to_gray(Image.fromarray(rgba, "RGBA"))
+    assert gray[50, 50] < 50 and gray[5, 5] > 200
+    rgba[20:80, 45:55] = (255, 255, 255, 255)  # white strokes on transparent
+    gray = to_gray(Image.fromarray(rgba, "RGBA"))
+    assert gray[50, 50] > 200 and gray[5, 5] < 50
+
+
+def test_exif_orientation_is_applied(digits):
+    images, _ = digits
+    rng = np.random.default_rng(0)
+    upright = prepare(KINDS["scan"](images[0], rng), SPEC).image
+    rotated = prepare(KINDS["exif_rotated"](images[0], rng), SPEC).image
+    assert similarity(rotated, upright) > 0.8
+
+
+def test_thin_strokes_are_thickened_towards_mnist(digits):
+    images, _ = digits
+    out = prepare(KINDS["thin_pen"](images[0], np.random.default_rng(0)), SPEC).image
+    assert 1.5 < stroke_width(out > 128) < 4.5
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_upload_kind_becomes_an_mnist_like_input(kind, digits):
+    images, _ = digits
+    rng = np.random.default_rng(1)
+    for img in images[:8]:
+        out = prepare(KINDS[kind](img, rng), SPEC)
+        assert out.tensor.shape == (1, 28, 28) and out.tensor.dtype == np.float32
+        assert similarity(out.image, prepare_gray(img, SPEC).image) > 0.75, kind
+
+
+@pytest.mark.parametrize("picture", ["white", "grey", "noise-free black", "paper with faint texture"])
+def test_blank_images_are_no_digit(picture):
+    rng = np.random.default_rng(0)
+    img = {
+        "white": np.full((100, 100), 255, np.uint8),
+        "grey": np.full((100, 100), 128, np.uint8),
+        "noise-free black": np.zeros((64, 64), np.uint8),
+        "paper with faint texture": (235 + rng.normal(0, 4, (300, 300))).clip(0, 255).astype(np.uint8),
+    }[picture]
+    with pytest.raises(NoDigit):
+        prepare(encode(img, "JPEG" if picture.startswith("paper") else "PNG"), SPEC)
+
+
+def test_normalize_uses_the_manifest_constants():
+    x = normalize(np.full((28, 28), 255, np.uint8), Spec(mean=0.5, std=0.25))
+    assert x.shape == (1, 28, 28) and np.allclose(x, 2.0)
