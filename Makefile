@@ -14,11 +14,11 @@ TRAIN_ARGS ?=
 EXPORT_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv train export serve test clean
+.PHONY: help venv chromium train export serve test clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
-	@echo "make test     - create the venv and run the test suite"
+	@echo "make test     - create the venv, install Chromium if missing, and run the test suite"
 	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...')"
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
 
@@ -28,6 +28,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-onnx.txt 
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser build).
+# Installed only when missing; CI runs as root on a fresh machine.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+chromium:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 train: venv
 	$(BIN)/python -m train $(TRAIN_ARGS)
@@ -44,7 +52,7 @@ export: venv $(if $(filter onnx,$(FORMAT)),$(VENV)/.installed-onnx)
 serve: venv
 	$(BIN)/gunicorn -c serve/gunicorn.conf.py 'serve.app:create_app()'
 
-test: venv
+test: venv chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -25,6 +25,7 @@ from serve.metrics import Metrics
 from serve.openapi import openapi_document
 from serve.preprocess import prepare
 from serve.service import ModelService
+from serve.web import bp as web_page
 
 log = logging.getLogger("serve")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -40,6 +41,7 @@ def create_app(config: dict | None = None) -> Flask:
     metrics = Metrics()
     app.extensions["digits"] = service
     app.extensions["digits.metrics"] = metrics
+    app.register_blueprint(web_page)  # GET /: the page to draw or upload a digit
 
     @app.before_request
     def start():

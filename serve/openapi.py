@@ -74,6 +74,8 @@ def openapi_document(cfg: ServeConfig) -> dict:
                     "503": _error("Model not loaded"),
                 },
             }},
+            "/": {"get": {"summary": "The web page: draw or upload a digit (it calls /predict)", "responses": {
+                "200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {
                 "200": _json("The process answers", {"type": "object", "properties": {"status": {"type": "string"}}})}}},
             "/readyz": {"get": {"summary": "Readiness: model loaded, checksums verified, warmed up", "responses": {

@@ -100,7 +100,7 @@ def running_server(cmd: list[str], env: dict, port: int, timeout: float = 120, r
             try:
                 if requests.get(base + ready_path, timeout=2).status_code == 200:
                     break
-            except requests.RequestException:  # not listening yet, or still starting up
+            except requests.RequestException:  # not listening yet, or gunicorn accepted before its worker is up
                 pass
             assert time.monotonic() < deadline, f"server not ready within {timeout}s"
             time.sleep(0.3)
