@@ -100,8 +100,8 @@ def running_server(cmd: list[str], env: dict, port: int, timeout: float = 120, r
             try:
                 if requests.get(base + ready_path, timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # gunicorn's master accepts before a worker is up: a read can time out while it boots
             assert time.monotonic() < deadline, f"server not ready within {timeout}s"
             time.sleep(0.3)
         proc.base_url = base
