@@ -21,6 +21,7 @@ from serve import logs
 from serve.config import ServeConfig
 from serve.errors import ApiError, NotReady
 from serve.inputs import read_images
+from serve.kserve import bp as kserve_blueprint
 from serve.metrics import Metrics
 from serve.openapi import openapi_document
 from serve.preprocess import prepare
@@ -128,6 +129,7 @@ def create_app(config: dict | None = None) -> Flask:
     def openapi():
         return jsonify(openapi_document(cfg))
 
+    app.register_blueprint(kserve_blueprint)  # the Open Inference Protocol under /v2
     return app
 
 

@@ -28,6 +28,97 @@ PREDICTION = {
 }
 
 
+V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+V2_TENSOR = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+    "name": {"type": "string"}, "datatype": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}}}}
+V2_PARAMETERS = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
+V2_INFER_REQUEST = {
+    "type": "object", "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {**V2_PARAMETERS, "description": "binary_data_output: true returns every output as binary data"},
+        "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+            "type": "object", "required": ["name", "shape", "datatype"],
+            "properties": {
+                "name": {"type": "string", "description": "the model's FP32 input (see the model metadata), or image_bytes"},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                "datatype": {"type": "string", "enum": ["FP32", "BYTES"]},
+                "parameters": {**V2_PARAMETERS, "description": "binary_data_size: the tensor is binary data after the JSON"},
+                "data": {"type": "array", "description": "row-major values, flat or nested; BYTES images as base64 strings"},
+            }}},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"},
+            "parameters": {**V2_PARAMETERS, "description": "binary_data: bool; classification: k, the top-k as BYTES "
+                                                           "'<value>:<index>:<label>'"}}}},
+    },
+}
+V2_INFER_RESPONSE = {
+    "type": "object", "required": ["model_name", "outputs"],
+    "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+        "outputs": {"type": "array", "items": {**V2_TENSOR, "properties": {
+            **V2_TENSOR["properties"], "parameters": V2_PARAMETERS, "data": {"type": "array"}}}},
+    },
+}
+
+
+def _v2_error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2Error"}}}}
+
+
+def _v2_paths(cfg: ServeConfig) -> dict:
+    """The Open Inference Protocol (KServe v2) with Triton's binary_tensor_data and classification extensions."""
+    empty = {"description": "true (empty body)"}
+    model = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    version = [{"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}]
+    metadata = {"get": {"summary": "Model metadata: inputs (the FP32 tensor, and image_bytes: BYTES [N] of PNG/JPEG "
+                                   "files preprocessed like /predict), outputs, versions, platform",
+                        "responses": {"200": _json("$metadata_model_response", {"type": "object", "required": [
+                            "name", "platform", "inputs", "outputs"], "properties": {
+                            "name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+                            "platform": {"type": "string"}, "inputs": {"type": "array", "items": V2_TENSOR},
+                            "outputs": {"type": "array", "items": V2_TENSOR}}}),
+                                      "404": _v2_error("Unknown model or version"), "503": _v2_error("Model not loaded")}}}
+    model_ready = {"get": {"summary": "Model readiness", "responses": {
+        "200": empty, "400": {"description": "false: not ready"}, "404": _v2_error("Unknown model or version")}}}
+    infer = {"post": {
+        "summary": "Inference: one input, FP32 [N,1,28,28] normalized as the manifest says, or image_bytes BYTES [N]",
+        "parameters": [{"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+                        "schema": {"type": "integer"}, "description": "length of the JSON when binary tensor data follows it"},
+                       {"name": "Content-Encoding", "in": "header", "required": False,
+                        "schema": {"type": "string", "enum": ["identity", "gzip", "deflate"]}}],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": V2_INFER_REQUEST},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                                    "description": "the JSON request, then the binary tensor data"}}}},
+        "responses": {
+            "200": {"description": f"Probabilities FP32 [N,10], or top-k classes; N is at most {cfg.max_batch}",
+                    "headers": {"Inference-Header-Content-Length": {
+                        "schema": {"type": "integer"}, "description": "with binary outputs: length of the JSON part"}},
+                    "content": {"application/json": {"schema": V2_INFER_RESPONSE},
+                                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            "400": _v2_error("Malformed request, wrong input name, datatype or shape, or an image that cannot be used"),
+            "404": _v2_error("Unknown model or version"),
+            "413": _v2_error(f"Body, or body after decompression, over {cfg.max_upload_bytes} bytes"),
+            "503": _v2_error("Model not loaded"),
+        }}}
+    return {
+        "/v2": {"get": {"summary": "Server metadata", "responses": {"200": _json("$metadata_server_response", {
+            "type": "object", "required": ["name", "version", "extensions"], "properties": {
+                "name": {"type": "string"}, "version": {"type": "string"},
+                "extensions": {"type": "array", "items": {"type": "string"}}}})}}},
+        "/v2/health/live": {"get": {"summary": "Server liveness", "responses": {"200": empty}}},
+        "/v2/health/ready": {"get": {"summary": "Server readiness: the model is loaded", "responses": {
+            "200": empty, "400": {"description": "false: not ready"}}}},
+        "/v2/models/{name}": {"parameters": model, **metadata},
+        "/v2/models/{name}/versions/{version}": {"parameters": model + version, **metadata},
+        "/v2/models/{name}/ready": {"parameters": model, **model_ready},
+        "/v2/models/{name}/versions/{version}/ready": {"parameters": model + version, **model_ready},
+        "/v2/models/{name}/infer": {"parameters": model, **infer},
+        "/v2/models/{name}/versions/{version}/infer": {"parameters": model + version, **infer},
+    }
+
+
 def _error(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
@@ -91,6 +182,7 @@ def openapi_document(cfg: ServeConfig) -> dict:
                 "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": _json("OpenAPI document", {"type": "object"})}}},
+            **_v2_paths(cfg),
         },
-        "components": {"schemas": {"Error": ERROR, "ModelId": MODEL_ID, "Prediction": PREDICTION}},
+        "components": {"schemas": {"Error": ERROR, "ModelId": MODEL_ID, "Prediction": PREDICTION, "V2Error": V2_ERROR}},
     }
