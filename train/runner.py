@@ -211,7 +211,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
 
     if interrupted:
         return {"interrupted": interrupted, "run_dir": str(run_dir)}
-    return finish(run_dir, cfg, data, n_params, state, log)
+    result = finish(run_dir, cfg, data, n_params, state, log)
+    _write_report(run_dir, data, log)
+    return result
 
 
 def finish(run_dir: Path, cfg: TrainConfig, data: Dataset, n_params: int, state: dict, log=print) -> dict:
@@ -235,6 +237,16 @@ def finish(run_dir: Path, cfg: TrainConfig, data: Dataset, n_params: int, state:
     log(f"best epoch {result['best_epoch'] + 1}: val acc {result['val_acc']:.4f}, test acc {result['test_acc']:.4f} "
         f"({run_dir / RESULT_FILE})")
     return result
+
+
+def _write_report(run_dir: Path, data: Dataset, log=print) -> None:
+    """Curves, confusion matrices and report.md; a failure here must not fail a finished run."""
+    try:
+        from train.report import write_report
+
+        write_report(run_dir, data, log=log)
+    except Exception as e:  # noqa: BLE001 - the run's result is already safe on disk
+        log(f"report not written ({e!r}); retry with: python -m train.report {run_dir}")
 
 
 def _progress(cfg: TrainConfig, total: int, initial: int, desc: str):
