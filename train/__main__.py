@@ -5,6 +5,10 @@ import json
 import sys
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script (paddle.distributed.launch train/__main__.py):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # import the package from the repo root, not train/
+
+from train import distributed
 from train.config import TrainConfig, build_parser, config_from_args
 from train.mnist import DataError
 from train.runner import CONFIG_FILE, new_run_dir, train
@@ -22,8 +26,10 @@ def main(argv=None) -> int:
             result = train(cfg, run_dir, resume=True)
         else:
             cfg = config_from_args(args)
-            run_dir = new_run_dir(args.runs_dir, args.run_name, cfg.model)
-            print(f"run folder: {run_dir}")
+            dist = distributed.setup(cfg.device)  # under the launcher, rank 0 names the one run folder
+            run_dir = Path(dist.share(str(new_run_dir(args.runs_dir, args.run_name, cfg.model)) if dist.is_main else None))
+            if dist.is_main:
+                print(f"run folder: {run_dir}")
             result = train(cfg, run_dir, dry_run=args.dry_run)
     except DataError as e:
         print(f"data error: {e}", file=sys.stderr)

@@ -14,6 +14,7 @@ import numpy as np
 import paddle
 
 from train import checkpoint as ckpt
+from train import distributed
 from train.config import TrainConfig
 from train.data import Augment, stratified_split, steps_per_epoch, train_batches
 from train.loop import evaluate, train_one_epoch
@@ -116,9 +117,13 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
     run_dir = Path(run_dir)
     cfg = cfg.resolved()
     setup_device(cfg)
+    dist = distributed.setup(cfg.device)  # data-parallel under paddle.distributed.launch; only rank 0 writes
+    dist.check_batch_size(cfg.batch_size)
+    log = log if dist.is_main else _quiet
     data = load_data(cfg)
     cfg.data = data.info
-    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
+    if dist.is_main:
+        (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
 
     paddle.seed(cfg.seed)  # initial weights are a function of the seed
     model = build_model(cfg.model, cfg.dropout, cfg.softmax_in_model)
@@ -137,17 +142,21 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
         last = ckpt.latest(run_dir)
         if last is not None:
             state = ckpt.load_into(last, model, optimizer)["position"]
-            _truncate_metrics(metrics_path, state["global_step"], state["epoch"])
+            if dist.is_main:
+                _truncate_metrics(metrics_path, state["global_step"], state["epoch"])
             log(f"resumed from {last} (epoch {state['epoch']}, step {state['step']})")
-        else:
+        elif dist.is_main:
             metrics_path.unlink(missing_ok=True)
             log(f"no complete checkpoint in {run_dir}: starting from scratch")
 
+    train_model = dist.wrap(model)  # after resume: DataParallel starts from rank 0's weights
     augment = Augment() if cfg.augment else None
     started = time.perf_counter() - state["wall_s"]
 
     def save_checkpoint():
         state["wall_s"] = time.perf_counter() - started
+        if not dist.is_main:
+            return
         name = ckpt.checkpoint_name(state["epoch"], state["step"])
         ckpt.save(run_dir, name, model, optimizer, {"config": cfg.to_dict(), "position": state})
         ckpt.prune(run_dir, cfg.keep_checkpoints)
@@ -156,26 +165,29 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
     with _StopFlag() as stop:
         while state["epoch"] < cfg.epochs:
             epoch = state["epoch"]
-            bar = _progress(cfg, per_epoch, state["step"], f"epoch {epoch + 1}/{cfg.epochs}")
+            bar = _progress(cfg, per_epoch, state["step"], f"epoch {epoch + 1}/{cfg.epochs}") if dist.is_main else None
 
             def on_step(r: dict) -> bool:
                 state["step"] = r["step"] + 1
                 state["global_step"] += 1
-                if state["global_step"] % cfg.log_every == 0 or cfg.log_every == 1:
+                agreed = dist.sync_step(r, stop.signum)  # ranks agree on stopping at this very step
+                stop.signum = stop.signum or agreed
+                if dist.is_main and (state["global_step"] % cfg.log_every == 0 or cfg.log_every == 1):
                     _append_jsonl(metrics_path, {"kind": "step", "global_step": state["global_step"] - 1, **r})
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{r['loss']:.4f}", acc=f"{r['acc']:.3f}", img_s=f"{r['images_per_s']:.0f}")
-                stopping = bool(stop.signum) or (dry_run and state["step"] >= per_epoch)
+                stopping = bool(agreed) or (dry_run and state["step"] >= per_epoch)
                 if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0 and state["step"] < per_epoch:
                     save_checkpoint()
                 return stopping
 
-            batches = train_batches(
+            batches = dist.shard(train_batches(
                 data.train_x, data.train_y, batch_size=cfg.batch_size, seed=cfg.seed,
                 epoch=epoch, start_step=state["step"], augment=augment,
-            )
-            stats = train_one_epoch(model, optimizer, schedule, batches, seed=cfg.seed, epoch=epoch, l1=cfg.l1, on_step=on_step)
+            ))
+            stats = train_one_epoch(train_model, optimizer, schedule, batches, seed=cfg.seed, epoch=epoch, l1=cfg.l1, on_step=on_step)
+            stats = dist.reduce_epoch(stats)
             if bar is not None:
                 bar.close()
             if stop.signum and state["step"] < per_epoch:
@@ -189,7 +201,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
             record = {"kind": "epoch", "epoch": epoch, "train_loss": stats["loss"], "train_acc": stats["acc"],
                       "val_loss": val["loss"], "val_acc": val["acc"], "images_per_s": stats["images_per_s"],
                       "lr": float(optimizer.get_lr()), "wall_s": time.perf_counter() - started}
-            _append_jsonl(metrics_path, record)
+            if dist.is_main:
+                _append_jsonl(metrics_path, record)
             log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats['loss']:.4f} acc {stats['acc']:.4f} | "
                 f"val loss {val['loss']:.4f} acc {val['acc']:.4f} | {stats['images_per_s']:.0f} img/s")
 
@@ -197,10 +210,12 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
             if val["acc"] > state["best"]["val_acc"]:
                 state["best"] = {"val_acc": val["acc"], "val_loss": val["loss"], "epoch": epoch}
                 state["stale_epochs"] = 0
-                ckpt.save(run_dir, ckpt.BEST_DIR, model, None, {"config": cfg.to_dict(), "position": state}, parent=".")
+                if dist.is_main:
+                    ckpt.save(run_dir, ckpt.BEST_DIR, model, None, {"config": cfg.to_dict(), "position": state}, parent=".")
             else:
                 state["stale_epochs"] += 1
             save_checkpoint()
+            stop.signum = dist.agree_signal(stop.signum)
             if stop.signum:
                 interrupted = stop.signum
                 log(f"stopped by signal {stop.signum} after epoch {epoch + 1}; continue with --resume {run_dir}")
@@ -211,12 +226,14 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
 
     if interrupted:
         return {"interrupted": interrupted, "run_dir": str(run_dir)}
-    result = finish(run_dir, cfg, data, n_params, state, log)
+    if not dist.is_main:
+        return {"rank": dist.rank, "run_dir": str(run_dir)}
+    result = finish(run_dir, cfg, data, n_params, state, log, processes=dist.world_size)
     _write_report(run_dir, data, log)
     return result
 
 
-def finish(run_dir: Path, cfg: TrainConfig, data: Dataset, n_params: int, state: dict, log=print) -> dict:
+def finish(run_dir: Path, cfg: TrainConfig, data: Dataset, n_params: int, state: dict, log=print, processes: int = 1) -> dict:
     """Touch the test set once: the best-on-validation weights, evaluated for the report."""
     model = build_model(cfg.model, cfg.dropout, cfg.softmax_in_model)
     best = ckpt.load_into(run_dir / ckpt.BEST_DIR, model)
@@ -231,6 +248,7 @@ def finish(run_dir: Path, cfg: TrainConfig, data: Dataset, n_params: int, state:
         "test_loss": test["loss"],
         "epochs_run": state["epoch"],
         "wall_s": state["wall_s"],
+        "processes": processes,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     (run_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
@@ -247,6 +265,10 @@ def _write_report(run_dir: Path, data: Dataset, log=print) -> None:
         write_report(run_dir, data, log=log)
     except Exception as e:  # noqa: BLE001 - the run's result is already safe on disk
         log(f"report not written ({e!r}); retry with: python -m train.report {run_dir}")
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The log of ranks other than 0: the launcher shows rank 0's output."""
 
 
 def _progress(cfg: TrainConfig, total: int, initial: int, desc: str):

@@ -1,0 +1,86 @@
+"""Data-parallel training through Paddle's own launcher, 2 CPU processes (gloo): each rank trains on a
+disjoint slice of every batch, Paddle all-reduces the gradients, only rank 0 writes, and the run
+follows the single-process one. Ctrl-C to the launcher checkpoints; --resume continues exactly."""
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import PYTHON, REPO, run_module
+
+ARGS = ["--model", "lenet", "--epochs", "2", "--batch-size", "32", "--val-size", "100", "--optimizer", "adam",
+        "--lr", "0.003", "--schedule", "constant", "--log-every", "1", "--checkpoint-every", "4",
+        "--keep-checkpoints", "2", "--threads", "1", "--no-progress"]
+
+
+def launch(log_dir, *args) -> list[str]:
+    return [PYTHON, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(log_dir),
+            "train/__main__.py", *args]
+
+
+def records(run_dir, kind):
+    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def runs(synthetic_data, tmp_path_factory):
+    """The same training, once in one process and once in two."""
+    root = tmp_path_factory.mktemp("dp-runs")
+    data = ["--data-dir", str(synthetic_data), "--runs-dir", str(root)]
+    run_module("train", *data, "--run-name", "single", *ARGS)
+    proc = subprocess.run(launch(root / "launch-log", *data, "--run-name", "dp", *ARGS), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    return root
+
+
+def test_two_processes_train_like_one(runs):
+    single, dp = runs / "single", runs / "dp"
+    a, b = json.loads((single / "result.json").read_text()), json.loads((dp / "result.json").read_text())
+    assert b["processes"] == 2 and a["processes"] == 1
+    # Every global batch is split in two and the gradients averaged: the same steps, up to float rounding.
+    sa, sb = records(single, "step"), records(dp, "step")
+    assert [r["global_step"] for r in sa] == [r["global_step"] for r in sb] == list(range(30))
+    assert all(abs(x["loss"] - y["loss"]) < 1e-4 * max(1.0, abs(x["loss"])) for x, y in zip(sa, sb))
+    assert abs(a["val_acc"] - b["val_acc"]) <= 0.02 and abs(a["test_acc"] - b["test_acc"]) <= 0.02
+    assert b["test_acc"] > 0.2  # it really learned (chance is 0.1)
+
+
+def test_only_rank_zero_writes(runs):
+    dp = runs / "dp"
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["dp", "launch-log", "single"]
+    names = lambda run: sorted(p.name for p in (run / "checkpoints").iterdir())  # noqa: E731
+    assert names(dp) == names(runs / "single") == ["e0001-s000013", "e0002-s000000"]  # no rank-1 or temp copies
+    assert [r["epoch"] for r in records(dp, "epoch")] == [0, 1]  # one line per epoch, not one per rank
+    assert (dp / "best" / "model.pdparams").is_file() and (dp / "report.md").is_file()
+    assert (runs / "launch-log" / "workerlog.1").is_file()  # the launcher really ran two workers
+
+
+def test_ctrl_c_then_resume_matches_the_uninterrupted_run(runs, synthetic_data, tmp_path):
+    data = ["--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen(launch(tmp_path / "log-a", *data, "--run-name", "cut", *ARGS), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    marker = tmp_path / "cut" / "checkpoints" / "e0000-s000008"
+    deadline = time.monotonic() + 300
+    while not marker.is_dir():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)  # the launcher passes it on to both workers as SIGTERM
+    out, _ = proc.communicate(timeout=120)
+    assert not (tmp_path / "cut" / "result.json").exists(), "the run must really have been cut short"
+    worker0 = (tmp_path / "log-a" / "workerlog.0").read_text()
+    assert "checkpoint saved" in worker0, out
+
+    resumed = subprocess.run(launch(tmp_path / "log-b", "--resume", str(tmp_path / "cut")), cwd=REPO,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, f"{resumed.stdout}\n{resumed.stderr}"
+    assert "resumed from" in (tmp_path / "log-b" / "workerlog.0").read_text()
+
+    key = lambda r: (r["global_step"], r["loss"], r["lr"])  # noqa: E731
+    assert [key(r) for r in records(tmp_path / "cut", "step")] == [key(r) for r in records(runs / "dp", "step")]
+    a = json.loads((runs / "dp" / "result.json").read_text())
+    b = json.loads((tmp_path / "cut" / "result.json").read_text())
+    assert (a["val_acc"], a["test_acc"], a["best_epoch"]) == (b["val_acc"], b["test_acc"], b["best_epoch"])

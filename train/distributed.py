@@ -1,0 +1,128 @@
+"""Collective data-parallel training on Paddle's own engine; a no-op in a single process.
+
+Start it with Paddle's launcher, which runs one copy of the trainer per device and tells each its
+place through the environment (PADDLE_TRAINERS_NUM, PADDLE_TRAINER_ID, PADDLE_TRAINER_ENDPOINTS):
+
+    python -m paddle.distributed.launch --nproc_per_node 2 train/__main__.py --model lenet ...
+
+init_parallel_env() then joins the processes: NCCL on GPUs, gloo on CPUs. Every rank builds the
+same seeded model (DataParallel also broadcasts rank 0's weights), reads the same deterministic
+epoch order and takes its own contiguous slice of every global batch, so the union of the ranks'
+slices is exactly the single-process batch. paddle.DataParallel averages the gradients across ranks
+during backward, so every rank applies the same update and holds the same weights: with the same
+--batch-size (the global batch), N processes follow the single-process run up to float rounding
+(batch-norm statistics are per rank, as in any data-parallel run without SyncBatchNorm).
+
+Only rank 0 writes (config, metrics, checkpoints, result, report); every rank reads the same
+checkpoint on resume. A stop request (Ctrl-C, SIGTERM from the launcher) reaching any rank is
+agreed on at the next step, so all ranks stop at the same step and nobody waits on a missing peer.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import paddle
+import paddle.distributed as pdist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def check_batch_size(self, batch_size: int) -> None:
+        if batch_size % self.world_size:
+            raise ValueError(f"--batch-size {batch_size} (the global batch) must be a multiple of the "
+                             f"{self.world_size} processes, so every rank takes an equal slice")
+
+    def wrap(self, model):
+        """The model to train: DataParallel all-reduces (averages) gradients during backward."""
+        return paddle.DataParallel(model) if self.enabled else model
+
+    def shard(self, batches):
+        """This rank's contiguous slice of every global (step, x, y) batch."""
+        if not self.enabled:
+            yield from batches
+            return
+        for step, x, y in batches:
+            n = len(y) // self.world_size
+            lo = self.rank * n
+            yield step, x[lo : lo + n], y[lo : lo + n]
+
+    def sync_step(self, record: dict, signum: int) -> int:
+        """Make a step record global (mean loss and accuracy, summed images/s) and agree on stopping.
+
+        One small all-reduce per step; returns the signal number any rank has seen (0: none).
+        """
+        if not self.enabled:
+            return signum
+        t = paddle.to_tensor(np.array([record["loss"], record["acc"], record["images_per_s"], signum, signum > 0],
+                                      np.float64))
+        pdist.all_reduce(t, op=pdist.ReduceOp.SUM)
+        loss, acc, ips, sig_sum, signalled = t.numpy().tolist()
+        record.update(loss=loss / self.world_size, acc=acc / self.world_size, images_per_s=ips)
+        # Ranks usually see the same signal (the launcher sends each SIGTERM; Ctrl-C reaches all).
+        return signum or (round(sig_sum / signalled) if signalled else 0)
+
+    def agree_signal(self, signum: int) -> int:
+        """The signal number if any rank has seen one, else 0 (for checks outside the step loop)."""
+        if not self.enabled:
+            return signum
+        t = paddle.to_tensor(np.array([signum], np.int64))
+        pdist.all_reduce(t, op=pdist.ReduceOp.MAX)
+        return signum or int(t.numpy()[0])
+
+    def reduce_epoch(self, stats: dict) -> dict:
+        """Epoch statistics over all ranks' records: exact means, total images, the slowest rank's time."""
+        if not self.enabled:
+            return stats
+        t = paddle.to_tensor(np.array([stats["loss"] * stats["images"], stats["acc"] * stats["images"],
+                                       stats["images"]], np.float64))
+        pdist.all_reduce(t, op=pdist.ReduceOp.SUM)
+        loss_sum, correct, images = t.numpy().tolist()
+        s = paddle.to_tensor(np.array([stats["seconds"]], np.float64))
+        pdist.all_reduce(s, op=pdist.ReduceOp.MAX)
+        seconds = float(s.numpy()[0])
+        return {**stats, "loss": loss_sum / max(images, 1), "acc": correct / max(images, 1), "images": int(images),
+                "seconds": seconds, "images_per_s": images / max(seconds, 1e-9)}
+
+    def share(self, value):
+        """Rank 0's value (any picklable object), on every rank."""
+        if not self.enabled:
+            return value
+        box = [value if self.is_main else None]
+        pdist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+_dist: Dist | None = None
+
+
+def world_size_from_env() -> int:
+    return int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+
+
+def setup(device: str = "cpu") -> Dist:
+    """Join the launcher's process group once per process (no-op without the launcher)."""
+    global _dist
+    if _dist is not None:
+        return _dist
+    if world_size_from_env() <= 1:
+        _dist = Dist()
+        return _dist
+    if device == "cpu":
+        # A GPU build would otherwise pick NCCL; --device cpu means gloo over TCP.
+        os.environ.setdefault("PADDLE_DISTRI_BACKEND", "gloo")
+    pdist.init_parallel_env()
+    _dist = Dist(rank=pdist.get_rank(), world_size=pdist.get_world_size())
+    return _dist
