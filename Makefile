@@ -11,15 +11,22 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 TRAIN_ARGS ?=
+# NPROC > 1: collective data-parallel training through Paddle's launcher (gloo on CPU, NCCL on GPUs).
+NPROC ?= 1
+LAUNCH_LOG_DIR ?= runs/launch-logs
 EXPORT_ARGS ?=
+# QUICK=1: the smoke-sized experiment table; EXPERIMENT_ARGS passes options (--jobs, --only, --limit-train ...).
+QUICK ?=
+EXPERIMENT_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv chromium train export serve test clean
+.PHONY: help venv chromium train experiments export serve test clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
 	@echo "make test     - create the venv, install Chromium if missing, and run the test suite"
-	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...')"
+	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...'; NPROC=2: data-parallel)"
+	@echo "make experiments - the course's experiment table into reports/experiments/ (QUICK=1: smoke-sized)"
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-onnx.txt constraints.txt
@@ -38,7 +45,14 @@ chromium:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 train: venv
+ifeq ($(NPROC),1)
 	$(BIN)/python -m train $(TRAIN_ARGS)
+else
+	$(BIN)/python -m paddle.distributed.launch --nproc_per_node $(NPROC) --log_dir $(LAUNCH_LOG_DIR) train/__main__.py $(TRAIN_ARGS)
+endif
+
+experiments: venv
+	$(BIN)/python -m train.experiments $(if $(filter 1 true yes,$(QUICK)),--quick) $(EXPERIMENT_ARGS)
 
 FORMAT ?= paddle
 
