@@ -84,3 +84,21 @@ def test_ctrl_c_then_resume_matches_the_uninterrupted_run(runs, synthetic_data, 
     a = json.loads((runs / "dp" / "result.json").read_text())
     b = json.loads((tmp_path / "cut" / "result.json").read_text())
     assert (a["val_acc"], a["test_acc"], a["best_epoch"]) == (b["val_acc"], b["test_acc"], b["best_epoch"])
+
+
+def test_ranks_take_disjoint_slices_that_make_up_each_batch():
+    import numpy as np
+
+    from train.distributed import Dist
+
+    batches = [(s, np.arange(8 * s, 8 * s + 8).reshape(8, 1), np.arange(8 * s, 8 * s + 8)) for s in range(3)]
+    slices = [list(Dist(rank=r, world_size=2).shard(iter(batches))) for r in (0, 1)]
+    for (step, _, y), (s0, _, y0), (s1, _, y1) in zip(batches, *slices):
+        assert step == s0 == s1 and len(y0) == len(y1) == 4
+        assert not set(y0) & set(y1) and sorted([*y0, *y1]) == list(y)
+    assert list(Dist().shard(iter(batches)))[0][2].tolist() == list(range(8))  # one process: untouched
+    with pytest.raises(ValueError, match="multiple of the 3 processes"):
+        Dist(rank=0, world_size=3).check_batch_size(32)
+    # Dropout masks differ between ranks; rank 0 keeps the run's own seed.
+    assert Dist(rank=0, world_size=2).rank_seed(7) == Dist().rank_seed(7) == 7
+    assert Dist(rank=1, world_size=2).rank_seed(7) not in (7, Dist(rank=2, world_size=3).rank_seed(7))

@@ -59,6 +59,16 @@ class Dist:
             lo = self.rank * n
             yield step, x[lo : lo + n], y[lo : lo + n]
 
+    def rank_seed(self, seed: int) -> int:
+        """The dropout seed of this rank: the run's seed on rank 0, a distinct one on the others.
+
+        Each rank reseeds Paddle's RNG every step from (seed, epoch, step); with one seed for all,
+        row i of every rank's slice would get the same dropout mask.
+        """
+        if self.rank == 0:
+            return seed
+        return int(np.random.SeedSequence([seed, self.rank]).generate_state(1)[0] & 0x7FFFFFFF)
+
     def sync_step(self, record: dict, signum: int) -> int:
         """Make a step record global (mean loss and accuracy, summed images/s) and agree on stopping.
 

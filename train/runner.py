@@ -186,7 +186,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                 data.train_x, data.train_y, batch_size=cfg.batch_size, seed=cfg.seed,
                 epoch=epoch, start_step=state["step"], augment=augment,
             ))
-            stats = train_one_epoch(train_model, optimizer, schedule, batches, seed=cfg.seed, epoch=epoch, l1=cfg.l1, on_step=on_step)
+            stats = train_one_epoch(train_model, optimizer, schedule, batches, seed=dist.rank_seed(cfg.seed), epoch=epoch,
+                                    l1=cfg.l1, on_step=on_step)
             stats = dist.reduce_epoch(stats)
             if bar is not None:
                 bar.close()
