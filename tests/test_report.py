@@ -30,6 +30,11 @@ def test_training_writes_pictures_and_a_report(tiny_run):
     assert "| best epoch (validation) | 1 |" in md
     assert "wall time" in md and "images/s" in md
     assert '| model | `"lenet"` |' in md  # the config table
+    summary = json.loads((tiny_run / "report.json").read_text())
+    cm = np.array(summary["confusion_val"])
+    assert cm.shape == (10, 10) and cm.sum() == 100  # --val-size 100
+    assert abs(np.trace(cm) / cm.sum() - result["val_acc"]) < 1e-9
+    assert summary["never_predicted_val"] == [str(c) for c in np.flatnonzero(cm.sum(axis=0) == 0)]
 
 
 def test_report_is_regenerated_from_the_run_folder(tiny_run):

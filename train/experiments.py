@@ -122,6 +122,8 @@ def run_variant(name: str, cfg: TrainConfig, runs_dir: Path, logs_dir: Path) -> 
     epochs = [r for r in epochs if r["kind"] == "epoch"]
     result["images_per_s"] = float(np.mean([r["images_per_s"] for r in epochs])) if epochs else 0.0
     result["final_train_loss"] = epochs[-1]["train_loss"] if epochs else None
+    report = run_dir / "report.json"
+    result["never_predicted"] = json.loads(report.read_text())["never_predicted_val"] if report.exists() else []
     result["process_s"] = elapsed
     result["command"] = cmd
     return result
@@ -134,11 +136,12 @@ def assess(row: dict, baseline: dict | None) -> str:
     notes = []
     if row["pitfall"]:
         notes.append("⚠ PITFALL (softmax applied twice)")
-    collapsed = row["val_acc"] < 0.2
-    if collapsed:
-        notes.append(f"collapsed to chance (val acc {row['val_acc']:.3f})")
+    if row["val_acc"] < 0.2:
+        notes.append(f"collapsed: chance level (val acc {row['val_acc']:.3f})")
     elif baseline and "val_acc" in baseline and row["val_acc"] < baseline["val_acc"] - 0.05:
         notes.append(f"far below baseline ({row['val_acc'] - baseline['val_acc']:+.3f})")
+    if row.get("never_predicted"):
+        notes.append(f"never predicts {', '.join(row['never_predicted'])}")
     if row["pitfall"] and row.get("final_train_loss") is not None:
         # Cross-entropy of softmax(p) for a probability vector p is at least -log(e / (e + 9)) = 1.46.
         notes.append(f"train loss stuck at {row['final_train_loss']:.2f} (floor 1.46)")
@@ -181,8 +184,9 @@ def bar_chart(rows: list[dict], path: Path) -> Path:
     h = 0.38
     val = [r["val_acc"] for r in ok]
     test = [r["test_acc"] for r in ok]
-    ax_acc.barh(y - h / 2, val, h, label="validation", color="tab:blue")
-    ax_acc.barh(y + h / 2, test, h, label="test", color="tab:green")
+    edge = ["tab:red" if r["pitfall"] else "none" for r in ok]
+    ax_acc.barh(y - h / 2, val, h, label="validation", color="tab:blue", edgecolor=edge, linewidth=2)
+    ax_acc.barh(y + h / 2, test, h, label="test", color="tab:green", edgecolor=edge, linewidth=2)
     for i, r in enumerate(ok):
         ax_acc.text(min(r["test_acc"], 0.85) + 0.01, i + h / 2, f"{r['test_acc']:.4f}", va="center", fontsize=8)
         if r["pitfall"]:

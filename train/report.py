@@ -23,6 +23,7 @@ CONFUSION_VAL = "confusion_val.png"
 CONFUSION_TEST = "confusion_test.png"
 MISTAKES_VAL = "mistakes_val.png"
 REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
 VISUALDL_DIR = "visualdl"
 PICTURES = (CURVES_STEP, CURVES_EPOCH, CONFUSION_VAL, CONFUSION_TEST, MISTAKES_VAL)
 
@@ -175,7 +176,7 @@ def render_markdown(run_dir: Path, cfg: dict, result: dict, epochs: list[dict], 
         f"| epochs run | {result.get('epochs_run', len(epochs))} of {cfg['epochs']} |",
         f"| best epoch (validation) | {best + 1 if best >= 0 else '—'} |",
         f"| validation accuracy (best epoch) | {result.get('val_acc', float('nan')):.4f} |",
-        f"| test accuracy (best-epoch weights, touched once) | {result.get('test_acc', float('nan')):.4f} |",
+        f"| test accuracy (best-epoch weights; test never used for selection) | {result.get('test_acc', float('nan')):.4f} |",
         f"| wall time | {_fmt_seconds(result.get('wall_s', 0.0))} |",
         f"| training speed | {np.mean(ips):.0f} images/s (mean over epochs) |" if ips else "| training speed | — |",
         f"| processes | {result.get('processes', 1)} |",
@@ -253,6 +254,10 @@ def write_report(run_dir, data=None, with_test: bool = True, log=print) -> Path:
 
     md = run_dir / REPORT_MD
     md.write_text(render_markdown(run_dir, cfg_dict, result, epochs, cm_val, cm_test))
+    summary = {"confusion_val": cm_val.tolist(), "confusion_test": None if cm_test is None else cm_test.tolist(),
+               # Classes the model never outputs: the signature of dead (saturated) output units.
+               "never_predicted_val": [LABELS[i] for i in np.flatnonzero(cm_val.sum(axis=0) == 0)]}
+    (run_dir / REPORT_JSON).write_text(json.dumps(summary, indent=1))
     log(f"report: {md}")
     return md
 
