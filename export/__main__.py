@@ -26,6 +26,14 @@ def newest_run(runs_dir: Path) -> Path:
     return max(runs, key=lambda p: (p / ckpt.BEST_DIR / ckpt.STATE_FILE).stat().st_mtime)
 
 
+def source_checkpoint(args) -> Path:
+    """--checkpoint as given, else the best checkpoint of --run, else of the newest run."""
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    run = Path(args.run) if args.run else newest_run(Path(args.runs_dir))
+    return run / ckpt.BEST_DIR
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
     src = p.add_mutually_exclusive_group()
@@ -98,7 +106,7 @@ def onnx_parity(staging: Path, files: dict, manifest: dict, predictor, batch: np
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else (Path(args.run) if args.run else newest_run(Path(args.runs_dir))) / ckpt.BEST_DIR
+    checkpoint = source_checkpoint(args)
     model, cfg, state = load_checkpoint_model(checkpoint)
     net = probabilities_model(model, cfg)
     name = args.name or f"mnist-{cfg.model}"

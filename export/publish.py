@@ -34,6 +34,11 @@ def publish(staging: Path, manifest: dict) -> Path:
         manifest["version"] = version
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         target = name_dir / str(version)
+        # mkdtemp made the folder private (0700); a published model is read by other users (the
+        # container's non-root server), so open it like any installed file.
+        os.chmod(staging, 0o755)
+        for f in staging.iterdir():
+            os.chmod(f, 0o644)
         try:
             os.mkdir(target)  # claims the version number; fails if another export took it
         except FileExistsError:

@@ -4,6 +4,7 @@ A predictor is not thread-safe: each serving thread uses its own clone().
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import numpy as np
 
 class Predictor:
     def __init__(self, model_dir: Path, manifest: dict, *, threads: int = 1, onednn: bool = True, _predictor=None):
-        import paddle.inference as pi  # imported here so that importing serve stays light
+        with warnings.catch_warnings():  # paddle warns at import that ccache (a compiler cache) is missing
+            warnings.filterwarnings("ignore", message="No ccache found")
+            import paddle.inference as pi  # imported here so that importing serve stays light
 
         self.model_dir = Path(model_dir)
         self.manifest = manifest

@@ -101,3 +101,11 @@ def test_onnx_export_matches_paddle_inference(tiny_run, tmp_path):
     x = np.random.default_rng(0).normal(size=(8, 1, 28, 28)).astype(np.float32)
     session = ort.InferenceSession(str(version / m["files"]["onnx"]), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {m["input"]["name"]: x})[0], Predictor(version, m)(x), atol=1e-5)
+
+
+def test_published_folder_is_readable_by_other_users(tiny_models):
+    import stat
+
+    version = tiny_models / "mnist-lenet" / "1"
+    assert stat.S_IMODE(version.stat().st_mode) == 0o755
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in version.iterdir())
