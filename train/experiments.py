@@ -215,7 +215,8 @@ def bar_chart(rows: list[dict], path: Path) -> Path:
 def run_table(out: Path, size: Size, *, seed: int = 2024, data_dir: str | None = None, device: str = "cpu",
               threads: int = 1, jobs: int = 1, only: list[str] | None = None, mode: str = "full", log=print) -> list[dict]:
     """Train every variant (each distinct config once), write the table, JSON and chart into out."""
-    out = Path(out)
+    out = Path(out).resolve()  # the runs start in the repo root; paths stay the caller's
+    data_dir = str(Path(data_dir).resolve()) if data_dir else None
     runs_dir, logs_dir = out / "runs", out / "logs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     logs_dir.mkdir(parents=True, exist_ok=True)
