@@ -6,7 +6,10 @@ created in each worker after fork: preload_app stays False.
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import time
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WORKERS", multiprocessing.cpu_count()))
@@ -46,3 +49,46 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """Once a worker has loaded the app: give the signals back to gunicorn, and let SIGTERM drain."""
+    if "paddle" in sys.modules:
+        # Paddle's C++ handlers take SIGTERM (and SIGABRT, SIGSEGV...) and abort the worker, cutting
+        # in-flight responses in half; gunicorn's own handlers make SIGTERM a graceful stop again.
+        sys.modules["paddle"].disable_signal_handler()
+    worker.init_signals()
+    if worker_class == "sync":
+        _drain_on_sigterm(worker)
+
+
+def _drain_on_sigterm(worker):
+    """SIGTERM: serve the connections the kernel has already queued, then stop listening and exit.
+
+    Stock gunicorn stops accepting at once, and whatever is queued in the listen backlog is reset
+    when the last worker exits. Here the sync loop keeps accepting until none is waiting (at most
+    half the graceful timeout), then closes its listening socket so that new connections are
+    refused rather than queued.
+    """
+    stopping = []
+    parent_alive, notify = worker.is_parent_alive, worker.notify
+
+    def stop_listening():
+        for s in worker.sockets:
+            s.close()
+        worker.alive = False
+
+    def is_parent_alive():  # the sync loop asks this whenever no connection is waiting
+        if stopping:
+            stop_listening()
+            return False
+        return parent_alive()
+
+    def notify_or_give_up():  # called before each accept: bounds the drain under endless load
+        if stopping and time.monotonic() > stopping[0]:
+            stop_listening()
+        notify()
+
+    worker.is_parent_alive, worker.notify = is_parent_alive, notify_or_give_up
+    signal.signal(signal.SIGTERM, lambda sig, frame: stopping.append(time.monotonic() + graceful_timeout / 2))
+    signal.siginterrupt(signal.SIGTERM, False)
