@@ -28,6 +28,8 @@ from serve.service import ModelService
 
 log = logging.getLogger("serve")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Metric labels take only known values: a client-chosen method name would add a series per request.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -52,7 +54,8 @@ def create_app(config: dict | None = None) -> Flask:
         route = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("t0", time.perf_counter())
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in _METHODS else "other"
+        metrics.requests.labels(route, method, str(response.status_code)).inc()
         metrics.latency.labels(route).observe(elapsed)
         log.info("request", extra={"request_id": g.get("request_id"), "method": request.method, "path": request.path,
                                    "status": response.status_code, "duration_ms": round(elapsed * 1000, 2)})

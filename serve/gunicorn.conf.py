@@ -3,6 +3,7 @@
 Every value comes from the environment; defaults fit the machine. The app (and its predictor) is
 created in each worker after fork: preload_app stays False.
 """
+import json
 import multiprocessing
 import os
 import shutil
@@ -32,6 +33,22 @@ access_log_format = (
     '{"ts":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","query":"%(q)s","status":%(s)s,'
     '"bytes":%(B)s,"duration_us":%(D)s,"request_id":"%({x-request-id}o)s","user_agent":"%(a)s"}'
 )
+
+
+def _json_access_logger():
+    """gunicorn's logger with every value escaped as JSON string content. Stock gunicorn escapes
+    only '"': a backslash or a %0A in a path, a query or a User-Agent broke the line in two."""
+    from gunicorn.glogging import Logger, SafeAtoms
+
+    class JsonAtoms(SafeAtoms):
+        def __init__(self, atoms):
+            dict.__init__(self, {k: json.dumps(v)[1:-1] if isinstance(v, str) else "null" if v is None else v
+                                 for k, v in atoms.items()})
+
+    return type("JsonAccessLogger", (Logger,), {"atoms_wrapper_class": JsonAtoms})
+
+
+logger_class = _json_access_logger()
 
 # Prometheus multiprocess mode: workers write samples into this folder; it must be empty at start.
 _prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -26,7 +26,7 @@ def server(committed_model, tmp_path_factory):
     (tmp / "prom").mkdir()
     port = free_port()
     env = {"HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "2", "THREADS": "1", "MODEL_DIR": str(committed_model),
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"), "LOG_FILE": str(tmp / "server.log"), "ACCESS_LOG": ""}
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"), "LOG_FILE": str(tmp / "server.log"), "ACCESS_LOG": "-"}
     with running_server(gunicorn_cmd(), env, port) as proc:
         proc.workers = children(proc.pid)
         proc.log_path = tmp / "server.log"
@@ -202,3 +202,36 @@ def test_bounded_load_run_has_no_errors(server, survived):
           f"({load.total / elapsed:.0f} req/s), p50 {load.percentile(0.5) * 1000:.0f} ms, "
           f"p99 {load.percentile(0.99) * 1000:.0f} ms, outcomes {dict(results)}")
     assert results == {200: 2000}
+
+
+def test_client_text_cannot_break_or_forge_log_lines(server, survived):
+    """Paths, queries and headers are the client's text: in the JSON access log and the app's JSON
+    log they stay inside their own field, whatever quotes, backslashes or newlines they carry."""
+    evil = '\\"},{"forged":true}\n{"level":"CRITICAL'
+    path = "/x" + requests.utils.quote(evil, safe="")
+    sent = requests.get(server.base_url + path + "?q=" + requests.utils.quote(evil, safe=""), timeout=10,
+                        headers={"User-Agent": evil.replace("\n", " "), "X-Request-ID": "log-test-1"})
+    assert sent.status_code == 404 and sent.headers["X-Request-ID"] == "log-test-1"
+    time.sleep(0.5)  # the access log line is written after the response
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if line.startswith("{")]
+    ours = [entry for entry in lines if entry.get("request_id") == "log-test-1"]
+    access = [entry for entry in ours if "user_agent" in entry]
+    app_log = [entry for entry in ours if entry.get("logger") == "serve"]
+    assert len(access) == 1 and len(app_log) == 1, ours
+    assert access[0]["path"] == "/x" + evil and access[0]["query"] == "q=" + requests.utils.quote(evil, safe="")
+    assert access[0]["user_agent"] == evil.replace("\n", " ") and access[0]["status"] == 404
+    assert app_log[0]["path"] == "/x" + evil
+    assert not any(entry.get("forged") for entry in lines)
+
+
+def test_client_chosen_methods_and_paths_do_not_grow_the_metrics(server, survived):
+    for i in range(30):
+        raw_http(server, b"XMETHOD%c /healthz HTTP/1.1\r\nHost: x\r\n\r\n" % (65 + i % 26))
+        requests.get(server.base_url + f"/no/such/page/{i}", timeout=10)
+    text = requests.get(server.base_url + "/metrics", timeout=10).text
+    series = [line for line in text.splitlines() if line.startswith("digits_http_requests_total{")]
+    methods = {line.split('method="')[1].split('"')[0] for line in series}
+    routes = {line.split('route="')[1].split('"')[0] for line in series}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}, methods
+    assert "other" in methods
+    assert not any(r.startswith("/no/such") for r in routes), routes
