@@ -14,11 +14,12 @@ TRAIN_ARGS ?=
 EXPORT_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv train export serve test clean
+.PHONY: help venv train export serve test soak clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
 	@echo "make test     - create the venv and run the test suite"
+	@echo "make soak     - 20000 mixed good and hostile requests against a real gunicorn (1-2 min)"
 	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...')"
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
 
@@ -46,6 +47,9 @@ serve: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+soak: venv
+	$(BIN)/python -m pytest -s $(PYTEST_ARGS) tests/soak_server.py
 
 clean:
 	rm -rf runs .pytest_cache
