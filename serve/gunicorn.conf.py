@@ -84,28 +84,27 @@ def _drain_on_sigterm(worker):
 
     Stock gunicorn stops accepting at once, and whatever is queued in the listen backlog is reset
     when the last worker exits. Here the sync loop keeps accepting until none is waiting (at most
-    half the graceful timeout), then closes its listening socket so that new connections are
-    refused rather than queued.
+    half the graceful timeout under endless load), and the worker closes its listening socket as
+    soon as the loop ends, so that new connections are refused rather than queued.
     """
     stopping = []
-    parent_alive, notify = worker.is_parent_alive, worker.notify
-
-    def stop_listening():
-        for s in worker.sockets:
-            s.close()
-        worker.alive = False
+    parent_alive, notify, run = worker.is_parent_alive, worker.notify, worker.run
 
     def is_parent_alive():  # the sync loop asks this whenever no connection is waiting
-        if stopping:
-            stop_listening()
-            return False
-        return parent_alive()
+        return not stopping and parent_alive()
 
-    def notify_or_give_up():  # called before each accept: bounds the drain under endless load
+    def notify_or_give_up():  # called before each accept: bounds the drain
         if stopping and time.monotonic() > stopping[0]:
-            stop_listening()
+            worker.alive = False
         notify()
 
-    worker.is_parent_alive, worker.notify = is_parent_alive, notify_or_give_up
+    def run_then_stop_listening():
+        try:
+            run()
+        finally:
+            for s in worker.sockets:
+                s.close()
+
+    worker.is_parent_alive, worker.notify, worker.run = is_parent_alive, notify_or_give_up, run_then_stop_listening
     signal.signal(signal.SIGTERM, lambda sig, frame: stopping.append(time.monotonic() + graceful_timeout / 2))
     signal.siginterrupt(signal.SIGTERM, False)

@@ -26,9 +26,10 @@ class Load:
     """`total` POSTs of one body from `concurrency` threads; counts status codes and failures."""
 
     def __init__(self, url: str, body: bytes, content_type: str = "image/png", total: int = 200,
-                 concurrency: int = 8, timeout: float = 60.0):
+                 concurrency: int = 8, timeout: float = 60.0, pause_after_failure: float = 0.0):
         self.url, self.body, self.content_type = url, body, content_type
         self.total, self.concurrency, self.timeout = total, concurrency, timeout
+        self.pause_after_failure = pause_after_failure  # a client that backs off, rather than spinning on refusals
         self.results: Counter = Counter()
         self.latencies: list[float] = []
         self.started = 0
@@ -42,6 +43,7 @@ class Load:
             key = r.status_code
         except requests.RequestException as e:
             key = outcome(e)
+            time.sleep(self.pause_after_failure)
         with self._lock:
             self.results[key] += 1
             if key == 200:
@@ -59,6 +61,11 @@ class Load:
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency)
         self._futures = [self._pool.submit(self._worker) for _ in range(self.concurrency)]
         return self
+
+    def stop(self) -> None:
+        """No new requests from now on (those in flight finish)."""
+        with self._lock:
+            self.total = self.started
 
     def done(self) -> int:
         with self._lock:
