@@ -25,6 +25,9 @@ max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "1000"))
 limit_request_line = int(os.environ.get("LIMIT_REQUEST_LINE", "4094"))
 limit_request_fields = int(os.environ.get("LIMIT_REQUEST_FIELDS", "64"))
 limit_request_field_size = int(os.environ.get("LIMIT_REQUEST_FIELD_SIZE", "8190"))
+# gunicorn's control socket (gunicornc: reload, add/kill workers, show config...) is an admin
+# interface, and every instance of a user would share its default path: off. Signals do the same.
+control_socket_disable = True
 worker_tmp_dir = os.environ.get("WORKER_TMP_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 accesslog = os.environ.get("ACCESS_LOG", "-") or None

@@ -298,10 +298,14 @@ def test_the_bare_metal_default_binds_to_loopback(tmp_path):
     make = subprocess.run(["make", "-s", "-f", "Makefile", "-f", "-", "print-host"], cwd=REPO, env=env_without("HOST"),
                           input="print-host:\n\t@echo $(HOST)\n", capture_output=True, text=True, check=True)
     assert make.stdout.strip() == "127.0.0.1", "make serve binds to loopback unless HOST is set"
+    script = "import runpy; print(runpy.run_path('serve/gunicorn.conf.py')['control_socket_disable'])"
+    out = subprocess.run([PYTHON, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", "gunicorn's control socket (an admin interface) is off"
     # A real server started without HOST: its listening socket is on 127.0.0.1 only.
     port = free_port()
     (tmp_path / "prom").mkdir()
-    env = {"PORT": str(port), "WORKERS": "1", "MODEL_DIR": str(tmp_path / "none"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    env = {"PORT": str(port), "WORKERS": "1", "MODEL_DIR": str(tmp_path / "none"), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+           "LOG_FILE": str(tmp_path / "server.log"), "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path)}
     cmd = ["env", "-u", "HOST", *gunicorn_cmd()]
     with running_server(cmd, env, port, ready_path="/healthz"):
         listening = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
@@ -309,3 +313,5 @@ def test_the_bare_metal_default_binds_to_loopback(tmp_path):
         assert [fields[1].split(":")[0] for fields in listening] == ["0100007F"], "bound to 127.0.0.1"
         v6 = Path("/proc/net/tcp6").read_text() if Path("/proc/net/tcp6").exists() else ""
         assert f":{port:04X} " not in v6, "not on IPv6 either"
+    assert "Control socket" not in (tmp_path / "server.log").read_text()
+    assert not list(tmp_path.rglob("*.ctl")), "no control socket was created"
