@@ -14,6 +14,7 @@ import uuid
 
 import numpy as np
 from flask import Flask, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from PIL import Image
 from werkzeug.exceptions import HTTPException
 
@@ -32,11 +33,23 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+class _JSONProvider(DefaultJSONProvider):
+    """JSON nested deeper than the parser's stack raises RecursionError, which Flask would answer
+    with a 500; as a ValueError it is the 400 of any other malformed body, for every blueprint."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: config from defaults, then environment, then `config` overrides."""
     cfg = ServeConfig.load(config)
     logs.configure(cfg.log_level)
     app = Flask(__name__)
+    app.json = _JSONProvider(app)
     app.config.update(MAX_CONTENT_LENGTH=cfg.max_upload_bytes, MAX_FORM_PARTS=cfg.max_form_parts, JSON_SORT_KEYS=False)
     service = ModelService(cfg)
     metrics = Metrics()

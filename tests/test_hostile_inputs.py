@@ -140,3 +140,19 @@ def test_bodies_over_the_size_limit_are_413(app, client):
     assert_api_error(client.post("/predict", data={"image": file_field(big)}, content_type="multipart/form-data"), 413)
     doc = json.dumps({"image": base64.b64encode(big[: limit * 3 // 4 + 10]).decode()})
     assert_api_error(client.post("/predict", data=doc, content_type="application/json"), 413)
+
+
+def test_no_json_route_fails_on_deeply_nested_json(app, client):
+    """Every POST route (including those of other blueprints): JSON nested 100000 deep is a 4xx."""
+    model = app.extensions["digits"].identity
+    deep = b'{"a": ' * 100_000 + b"1" + b"}" * 100_000
+    posts = [r for r in app.url_map.iter_rules() if "POST" in r.methods]
+    assert posts
+    for rule in posts:
+        url = rule.rule
+        for arg in rule.arguments:  # path variables get the served model's own name and version
+            url = re.sub(rf"<[^>]*\b{arg}>", str(model.get(arg, model["version"] if "version" in arg else model["name"])), url)
+        resp = client.post(url, data=deep, content_type="application/json")
+        assert 400 <= resp.status_code < 500, f"{rule.rule}: {resp.status_code}"
+    with pytest.raises(ValueError):  # app.json itself, the parser request.get_json() uses in every blueprint
+        app.json.loads(deep)
