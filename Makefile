@@ -14,11 +14,12 @@ TRAIN_ARGS ?=
 EXPORT_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv chromium train export serve test container-test clean
+.PHONY: help venv chromium train export serve test soak container-test clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
 	@echo "make test     - create the venv, install Chromium if missing, and run the test suite"
+	@echo "make soak     - 20000 mixed good and hostile requests against a real gunicorn (1-2 min)"
 	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...')"
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
 	@echo "make container-test - lint the Dockerfile, build the image with podman, run docker-compose.yml, prove it serves"
@@ -55,6 +56,9 @@ serve: venv
 
 test: venv chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+soak: venv
+	$(BIN)/python -m pytest -s $(PYTEST_ARGS) tests/soak_server.py
 
 # The container, proven by a real run (scripts/container_test.py): slow the first time (base image,
 # Paddle wheel), then cached. Its tools live in their own venv; the app's venv and `make test` are
