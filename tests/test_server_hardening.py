@@ -235,3 +235,16 @@ def test_client_chosen_methods_and_paths_do_not_grow_the_metrics(server, survive
     assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}, methods
     assert "other" in methods
     assert not any(r.startswith("/no/such") for r in routes), routes
+
+
+def test_kserve_chunked_body_over_the_limit_is_413(server, survived):
+    """The /v2 infer route reads bodies through the same bound as /predict."""
+    name = requests.get(server.base_url + "/v1/models", timeout=10).json()["models"][0]["name"]
+    url = f"{server.base_url}/v2/models/{name}/infer"
+    doc = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
+                                  "data": [0.0] * 784}]}).encode()
+    headers = {"Content-Type": "application/json"}
+    over = requests.post(url, data=chunked(doc[:-1], b" ", MAX_UPLOAD + 1024, b"}"), headers=headers, timeout=60)
+    assert over.status_code == 413 and set(over.json()) == {"error"}, over.text[:200]
+    under = requests.post(url, data=chunked(doc[:-1], b" ", MAX_UPLOAD // 2, b"}"), headers=headers, timeout=60)
+    assert under.status_code == 200 and len(under.json()["outputs"][0]["data"]) == 10
