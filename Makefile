@@ -20,11 +20,12 @@ QUICK ?=
 EXPERIMENT_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv chromium train experiments export serve test container-test clean
+.PHONY: help venv chromium train experiments export serve test soak container-test clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
 	@echo "make test     - create the venv, install Chromium if missing, and run the test suite"
+	@echo "make soak     - 20000 mixed good and hostile requests against a real gunicorn (1-2 min)"
 	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...'; NPROC=2: data-parallel)"
 	@echo "make experiments - the course's experiment table into reports/experiments/ (QUICK=1: smoke-sized)"
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
@@ -69,6 +70,9 @@ serve: venv
 
 test: venv chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+soak: venv
+	$(BIN)/python -m pytest -s $(PYTEST_ARGS) tests/soak_server.py
 
 # The container, proven by a real run (scripts/container_test.py): slow the first time (base image,
 # Paddle wheel), then cached. Its tools live in their own venv; the app's venv and `make test` are

@@ -14,6 +14,7 @@ import uuid
 
 import numpy as np
 from flask import Flask, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from PIL import Image
 from werkzeug.exceptions import HTTPException
 
@@ -30,6 +31,19 @@ from serve.web import bp as web_page
 
 log = logging.getLogger("serve")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Metric labels take only known values: a client-chosen method name would add a series per request.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class _JSONProvider(DefaultJSONProvider):
+    """JSON nested deeper than the parser's stack raises RecursionError, which Flask would answer
+    with a 500; as a ValueError it is the 400 of any other malformed body, for every blueprint."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -37,6 +51,7 @@ def create_app(config: dict | None = None) -> Flask:
     cfg = ServeConfig.load(config)
     logs.configure(cfg.log_level)
     app = Flask(__name__)
+    app.json = _JSONProvider(app)
     app.config.update(MAX_CONTENT_LENGTH=cfg.max_upload_bytes, MAX_FORM_PARTS=cfg.max_form_parts, JSON_SORT_KEYS=False)
     service = ModelService(cfg)
     metrics = Metrics()
@@ -55,7 +70,8 @@ def create_app(config: dict | None = None) -> Flask:
         route = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("t0", time.perf_counter())
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in _METHODS else "other"
+        metrics.requests.labels(route, method, str(response.status_code)).inc()
         metrics.latency.labels(route).observe(elapsed)
         log.info("request", extra={"request_id": g.get("request_id"), "method": request.method, "path": request.path,
                                    "status": response.status_code, "duration_ms": round(elapsed * 1000, 2)})
@@ -127,7 +143,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     @app.get("/openapi.json")
     def openapi():
-        return jsonify(openapi_document(cfg))
+        return jsonify(openapi_document(cfg, service.identity))
 
     app.register_blueprint(kserve_blueprint)  # the Open Inference Protocol under /v2
     return app

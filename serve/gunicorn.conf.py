@@ -3,10 +3,14 @@
 Every value comes from the environment; defaults fit the machine. The app (and its predictor) is
 created in each worker after fork: preload_app stays False.
 """
+import json
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import time
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WORKERS", multiprocessing.cpu_count()))
@@ -21,6 +25,9 @@ max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", "1000"))
 limit_request_line = int(os.environ.get("LIMIT_REQUEST_LINE", "4094"))
 limit_request_fields = int(os.environ.get("LIMIT_REQUEST_FIELDS", "64"))
 limit_request_field_size = int(os.environ.get("LIMIT_REQUEST_FIELD_SIZE", "8190"))
+# gunicorn's control socket (gunicornc: reload, add/kill workers, show config...) is an admin
+# interface, and every instance of a user would share its default path: off. Signals do the same.
+control_socket_disable = True
 worker_tmp_dir = os.environ.get("WORKER_TMP_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
@@ -29,6 +36,22 @@ access_log_format = (
     '{"ts":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","query":"%(q)s","status":%(s)s,'
     '"bytes":%(B)s,"duration_us":%(D)s,"request_id":"%({x-request-id}o)s","user_agent":"%(a)s"}'
 )
+
+
+def _json_access_logger():
+    """gunicorn's logger with every value escaped as JSON string content. Stock gunicorn escapes
+    only '"': a backslash or a %0A in a path, a query or a User-Agent broke the line in two."""
+    from gunicorn.glogging import Logger, SafeAtoms
+
+    class JsonAtoms(SafeAtoms):
+        def __init__(self, atoms):
+            dict.__init__(self, {k: json.dumps(v)[1:-1] if isinstance(v, str) else "null" if v is None else v
+                                 for k, v in atoms.items()})
+
+    return type("JsonAccessLogger", (Logger,), {"atoms_wrapper_class": JsonAtoms})
+
+
+logger_class = _json_access_logger()
 
 # Prometheus multiprocess mode: workers write samples into this folder; it must be empty at start.
 _prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -46,3 +69,45 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """Once a worker has loaded the app: give the signals back to gunicorn, and let SIGTERM drain."""
+    if "paddle" in sys.modules:
+        # Paddle's C++ handlers take SIGTERM (and SIGABRT, SIGSEGV...) and abort the worker, cutting
+        # in-flight responses in half; gunicorn's own handlers make SIGTERM a graceful stop again.
+        sys.modules["paddle"].disable_signal_handler()
+    worker.init_signals()
+    if worker_class == "sync":
+        _drain_on_sigterm(worker)
+
+
+def _drain_on_sigterm(worker):
+    """SIGTERM: serve the connections the kernel has already queued, then stop listening and exit.
+
+    Stock gunicorn stops accepting at once, and whatever is queued in the listen backlog is reset
+    when the last worker exits. Here the sync loop keeps accepting until none is waiting (at most
+    half the graceful timeout under endless load), and the worker closes its listening socket as
+    soon as the loop ends, so that new connections are refused rather than queued.
+    """
+    stopping = []
+    parent_alive, notify, run = worker.is_parent_alive, worker.notify, worker.run
+
+    def is_parent_alive():  # the sync loop asks this whenever no connection is waiting
+        return not stopping and parent_alive()
+
+    def notify_or_give_up():  # called before each accept: bounds the drain
+        if stopping and time.monotonic() > stopping[0]:
+            worker.alive = False
+        notify()
+
+    def run_then_stop_listening():
+        try:
+            run()
+        finally:
+            for s in worker.sockets:
+                s.close()
+
+    worker.is_parent_alive, worker.notify, worker.run = is_parent_alive, notify_or_give_up, run_then_stop_listening
+    signal.signal(signal.SIGTERM, lambda sig, frame: stopping.append(time.monotonic() + graceful_timeout / 2))
+    signal.siginterrupt(signal.SIGTERM, False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 
 from flask import Request
@@ -25,11 +26,11 @@ def read_images(request: Request, max_batch: int) -> tuple[list[bytes], bool]:
             raise BadRequest(f"no file in field 'image' or 'images' (got: {', '.join(names) or 'nothing'})")
         images, batch = [f.read() for f in one + many], bool(many)
     elif mimetype == "application/json":
-        images, batch = _from_json(request.get_json(silent=True))
+        images, batch = _from_json(_parse_json(read_body(request)))
     elif mimetype.startswith("image/"):
         if mimetype not in MEDIA_TYPES.values():
             raise UnsupportedType(f"unsupported image type {mimetype}: allowed are {', '.join(MEDIA_TYPES.values())}")
-        images, batch = [request.get_data(cache=False)], False
+        images, batch = [read_body(request)], False
     elif not mimetype:
         raise BadRequest("no Content-Type: send multipart/form-data, an image/* body, or application/json")
     else:
@@ -37,6 +38,34 @@ def read_images(request: Request, max_batch: int) -> tuple[list[bytes], bool]:
     if len(images) > max_batch:
         raise TooLarge(f"{len(images)} images in one request; the limit is {max_batch}")
     return images, batch
+
+
+def read_body(request: Request) -> bytes:
+    """The whole body, refused with 413 past MAX_CONTENT_LENGTH whether or not it has a Content-Length.
+
+    Werkzeug refuses a Content-Length over the limit, but silently cuts a chunked body (no
+    Content-Length) at the limit, and the cut body would then be decoded as if whole. A chunked
+    body is read here from the server's terminated stream, one byte past the limit at most.
+    """
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    stream, body = request.environ["wsgi.input"], bytearray()
+    while len(body) <= limit:
+        chunk = stream.read(min(1 << 16, limit + 1 - len(body)))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > limit:
+        raise TooLarge(f"request body over {limit} bytes")
+    return bytes(body)
+
+
+def _parse_json(raw: bytes):
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
+        return None
 
 
 def _from_json(body) -> tuple[list[bytes], bool]:

@@ -33,6 +33,7 @@ from serve.kserve_codec import (
     serialize_bytes,
     split_body,
 )
+from serve.inputs import read_body
 from serve.preprocess import prepare
 
 log = logging.getLogger("serve")
@@ -147,7 +148,7 @@ def infer(name: str, version: str | None = None):
     service = _service()
     if not service.ready:
         raise NotReady(f"model not loaded: {service.error}")
-    body = decompress(request.get_data(cache=False), request.headers.get("Content-Encoding", ""),
+    body = decompress(read_body(request), request.headers.get("Content-Encoding", ""),
                       current_app.config["MAX_CONTENT_LENGTH"])
     doc, binary = split_body(body, request.headers.get("Inference-Header-Content-Length"))
     req = parse_request(doc, binary)

@@ -66,11 +66,19 @@ def _v2_error(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2Error"}}}}
 
 
-def _v2_paths(cfg: ServeConfig) -> dict:
-    """The Open Inference Protocol (KServe v2) with Triton's binary_tensor_data and classification extensions."""
+def _v2_paths(cfg: ServeConfig, served: dict) -> dict:
+    """The Open Inference Protocol (KServe v2) with Triton's binary_tensor_data and classification extensions.
+
+    `served` is the loaded model's {name, version}: the only values the path parameters accept.
+    """
     empty = {"description": "true (empty body)"}
-    model = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
-    version = [{"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+    def path_param(name: str, value) -> list[dict]:
+        schema = {"type": "string", "enum": [str(value)]} if value is not None else {"type": "string"}
+        return [{"name": name, "in": "path", "required": True, "schema": schema}]
+
+    model = path_param("name", served.get("name"))
+    version = path_param("version", served.get("version"))
     metadata = {"get": {"summary": "Model metadata: inputs (the FP32 tensor, and image_bytes: BYTES [N] of PNG/JPEG "
                                    "files preprocessed like /predict), outputs, versions, platform",
                         "responses": {"200": _json("$metadata_model_response", {"type": "object", "required": [
@@ -127,7 +135,7 @@ def _json(description: str, schema: dict) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def openapi_document(cfg: ServeConfig) -> dict:
+def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
     image_types = list(MEDIA_TYPES.values())
     b64 = {"type": "string", "description": "base64 of a PNG or JPEG file (a data: URL prefix is accepted)"}
     return {
@@ -182,7 +190,7 @@ def openapi_document(cfg: ServeConfig) -> dict:
                 "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": _json("OpenAPI document", {"type": "object"})}}},
-            **_v2_paths(cfg),
+            **_v2_paths(cfg, served or {}),
         },
         "components": {"schemas": {"Error": ERROR, "ModelId": MODEL_ID, "Prediction": PREDICTION, "V2Error": V2_ERROR}},
     }

@@ -7,11 +7,12 @@ mass in 28x28. Each step below is a pure function, composed by `prepare`.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageFilter, ImageOps, ImageStat
 
 from serve.errors import BadImage, NoDigit, TooLarge, UnsupportedType
 
@@ -19,6 +20,8 @@ from serve.errors import BadImage, NoDigit, TooLarge, UnsupportedType
 # exports and scans, JPEG covers phone photos; everything else is refused unparsed.
 MAGIC = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg"}
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 WORK_SIZE = 256  # longest side for the ink search: enough for a 20x20 result, cheap to filter
 FRAME = 28
@@ -77,28 +80,30 @@ def decode(data: bytes, limits: Limits) -> Image.Image:
             # Let libjpeg decode at 1/2..1/8 scale when the photo is far larger than we need.
             img.draft("RGB" if img.mode not in ("L", "1") else "L", (WORK_SIZE * 2, WORK_SIZE * 2))
         img.load()
-        return ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # in place: a returned copy would double the peak memory
+        return img
     except (BadImage, TooLarge):
         raise
     except Image.DecompressionBombError as e:
         raise TooLarge(f"image too large: {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, KeyError, IndexError, struct.error) as e:
-        raise BadImage(f"cannot decode {fmt} image: {e}") from None
+        # Pillow's messages may name an object by its memory address: never send that to a client.
+        raise BadImage(f"cannot decode {fmt} image: {_OBJECT_REPR.sub('the upload', str(e))}") from None
 
 
 def to_gray(img: Image.Image) -> np.ndarray:
     """Grayscale uint8 array. Transparent areas are paper: composited onto white, or onto black
     when the drawing itself is light (light strokes on a transparent canvas)."""
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"))
-        if alpha.min() < 250:  # really uses transparency
-            gray = np.asarray(rgba.convert("L"), dtype=np.float32)
-            a = alpha.astype(np.float32) / 255.0
-            opaque = alpha > 127
-            ink_light = opaque.any() and gray[opaque].mean() > 127
-            paper = 0.0 if ink_light else 255.0
-            return (gray * a + paper * (1 - a)).round().astype(np.uint8)
+        # One byte per pixel per step (Pillow, not float arrays): a large canvas stays cheap.
+        rgba = img if img.mode in ("RGBA", "LA") else img.convert("RGBA")
+        alpha = rgba.getchannel("A")
+        if alpha.getextrema()[0] < 250:  # really uses transparency
+            gray = rgba.convert("L")
+            opaque = alpha.point(lambda a: 255 if a > 127 else 0)
+            ink_light = opaque.getbbox() is not None and ImageStat.Stat(gray, opaque).mean[0] > 127
+            paper = Image.new("L", gray.size, 0 if ink_light else 255)
+            return np.asarray(Image.composite(gray, paper, alpha))
     return np.asarray(img.convert("L"))
 
 
