@@ -31,9 +31,9 @@ help:
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
 	@echo "make container-test - lint the Dockerfile, build the image with podman, run docker-compose.yml, prove it serves"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-onnx.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-train.txt requirements-dev.txt requirements-onnx.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -r requirements-onnx.txt -c constraints.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-train.txt -r requirements-dev.txt -r requirements-onnx.txt -c constraints.txt
 	touch $@
 
 venv: $(VENV)/.installed
