@@ -14,13 +14,14 @@ TRAIN_ARGS ?=
 EXPORT_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv train export serve test clean
+.PHONY: help venv train export serve test bench clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
 	@echo "make test     - create the venv and run the test suite"
 	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...')"
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
+	@echo "make bench    - measure training, model, preprocessing and HTTP speed into bench-results/ (QUICK=1: smoke run)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-onnx.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,18 @@ serve: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The HTTP section drives the server with wrk (Debian package), installed here when missing.
+BENCH_OUT ?= bench-results
+BENCH_ARGS ?=
+QUICK ?=
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+
+bench: venv
+	@command -v wrk >/dev/null 2>&1 || { echo "bench: installing wrk"; \
+	  $(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq >/dev/null 2>&1 && \
+	  $(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1; } || echo "bench: could not install wrk; the HTTP section is skipped" >&2; }
+	$(BIN)/python -m bench $(if $(QUICK),--quick) --out $(BENCH_OUT) $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache
