@@ -130,15 +130,23 @@ def wrk(url: str, *, connections: int, duration_s: float, max_requests: int, bod
            "BENCH_BOUNDARY": BOUNDARY if body and random_boundary else ""}
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "10s",
            "-s", str(WRK_SCRIPT), url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration_s + 60)
-    for line in proc.stdout.splitlines():
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines, capped = [], 0
+    for line in proc.stdout:  # wrk prints its summary on SIGINT too, so a capped run ends at once
+        lines.append(line)
+        capped += line.startswith("BENCH_CAPPED")
+        if capped == threads and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=duration_s + 60)
+    out = "".join(lines)
+    for line in out.splitlines():
         if line.startswith("BENCH_WRK "):
             r = json.loads(line[len("BENCH_WRK "):])
             r["connections"] = connections
             r["requests_per_s"] = round(r["responses"] / r["active_s"], 1) if r["active_s"] > 0 else None
             r["non_2xx_or_errors"] = sum(r["errors"].values())
             return r
-    return {"error": f"wrk exited {proc.returncode}", "output": (proc.stdout + proc.stderr)[-2000:]}
+    return {"error": f"wrk exited {proc.returncode}", "output": out[-2000:]}
 
 
 def parse_server(spec: str) -> dict:

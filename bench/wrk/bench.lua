@@ -71,7 +71,11 @@ end
 function response(status, headers, body)
   count = count + 1
   last_us = now_us()
-  if limit > 0 and count >= limit then
+  if limit > 0 and count == limit then
+    -- A stopped thread keeps its sockets open until wrk exits, which would hold a sync server
+    -- worker on a half-open connection: tell the parent, which interrupts wrk (SIGINT) at once.
+    io.write("BENCH_CAPPED\n")
+    io.flush()
     wrk.thread:stop()
   end
 end
