@@ -24,25 +24,42 @@ from bench.common import REPO, machine, run_section
 from bench.report import markdown, targets
 from bench.train_speed import time_to_accuracy
 
-SECTIONS = ("train", "model", "preprocess", "http")
+SECTIONS = ("train", "model", "preprocess", "app", "http")
+
+
+BEFORE = "paddle as imported (1 thread)"
+AFTER = "python -m train: setup_device (1 thread)"
+
+
+def train_configs(model: str, quick: bool, torch_python: str | None) -> list[tuple[str, list[str] | None, list[str] | None]]:
+    """(name, bench.train_speed args, torch_ref args): before, after, threads, and like-for-like references."""
+    configs = [(BEFORE, ["--setup", "paddle"], None), (AFTER, ["--setup", "train"], None)]
+    if quick:
+        return configs
+    configs += [("paddle as imported, set_num_threads(2)", ["--setup", "paddle", "--threads", "2"], None),
+                ("setup_device, --threads 2", ["--setup", "train", "--threads", "2"], None)]
+    if model == "cnn":  # the default model trains with augmentation; torch_ref feeds ready batches
+        configs.append(("setup_device (1 thread), no augmentation", ["--setup", "train", "--augment", "off"], None))
+    if torch_python:
+        configs += [(f"torch, {t} thread{'s' if t > 1 else ''}, no augmentation", None, ["--threads", str(t)]) for t in (1, 2)]
+    return configs
 
 
 def train_section(args) -> dict:
     """Images/s of the real training step before (Paddle as imported) and after (train's setup_device)."""
     q = args.quick
     steps, bs, rounds = ("3", "32", 1) if q else (str(args.train_steps), "128", args.rounds)
-    configs = [("paddle defaults (1 thread)", ["--setup", "paddle"]),
-               ("paddle, set_num_threads(2)", ["--setup", "paddle", "--threads", "2"]),
-               ("python -m train (setup_device)", ["--setup", "train"])]
-    if q:
-        configs = [configs[0], configs[2]]
     models = ("cnn", "lenet")
-    runs: dict = {m: {name: [] for name, _ in configs} for m in models}
-    for _ in range(rounds):  # interleaved rounds: slow drifts in machine load hit every setting alike
+    plan = {m: train_configs(m, q, args.torch_python) for m in models}
+    runs: dict = {m: {name: [] for name, _, _ in plan[m]} for m in models}
+    for _ in range(rounds):  # interleaved rounds: drifts in machine load hit every setting alike
         for m in models:
-            for name, extra in configs:
-                r = run_section("bench.train_speed", ["--model", m, "--steps", steps, "--batch-size", bs, *extra],
-                                timeout=600, unset=("MKL_DEBUG_CPU_TYPE",))
+            for name, paddle_args, torch_args in plan[m]:
+                if paddle_args is not None:
+                    r = run_section("bench.train_speed", ["--model", m, "--steps", steps, "--batch-size", bs, *paddle_args],
+                                    timeout=600, unset=("MKL_DEBUG_CPU_TYPE",))
+                else:
+                    r = run_section_script(args.torch_python, ["--model", m, "--steps", steps, "--batch-size", bs, *torch_args])
                 runs[m][name].append(r)
     out = {"batch_size": int(bs), "steps_per_round": int(steps), "rounds": rounds, "models": {}}
     for m in models:
@@ -50,20 +67,10 @@ def train_section(args) -> dict:
         for name, rs in runs[m].items():
             ok = [r["images_per_s"] for r in rs if "images_per_s" in r]
             rows[name] = {"images_per_s_median": round(statistics.median(ok), 1) if ok else None, "rounds": ok,
-                          "errors": [r for r in rs if "error" in r][:1]}
-        before, after = rows[configs[0][0]], rows[configs[-1][0]]
-        ratios = [a / b for a, b in zip(after["rounds"], before["rounds"]) if b]
-        out["models"][m] = {"configs": rows, "after_over_before": round(statistics.median(ratios), 2) if ratios else None}
-    if args.torch_python and not q:
-        out["torch"] = {}
-        for m in models:
-            for t in (1, 2):
-                r = [run_section_script(args.torch_python, ["--model", m, "--threads", str(t), "--steps", steps])
-                     for _ in range(rounds)]
-                ok = [x["images_per_s"] for x in r if "images_per_s" in x]
-                out["torch"][f"{m}, {t} thread{'s' if t > 1 else ''}"] = {
-                    "images_per_s_median": round(statistics.median(ok), 1) if ok else None, "rounds": ok,
-                    "framework": r[0].get("framework")}
+                          "errors": [r for r in rs if "error" in r][:1], "framework": rs[0].get("framework") if rs else None}
+        ratios = [a / b for a, b in zip(rows[AFTER]["rounds"], rows[BEFORE]["rounds"]) if b]
+        out["models"][m] = {"configs": rows, "after_over_before": round(statistics.median(ratios), 2) if ratios else None,
+                            "after_over_before_rounds": [round(r, 2) for r in ratios]}
     out["time_to_99"] = time_to_accuracy(Path(args.runs_dir), "cnn", 0.99)
     return out
 
@@ -101,6 +108,10 @@ def model_section(args) -> dict:
 def preprocess_section(args) -> dict:
     extra = ["--images", "3", "--repeats", "1"] if args.quick else ["--images", "60", "--repeats", "10"]
     return run_section("bench.preprocess_speed", extra, timeout=600)
+
+
+def app_section(args) -> dict:
+    return run_section("bench.request_cost", ["--model-dir", args.model_dir, "--runs", "30" if args.quick else "1000"], timeout=600)
 
 
 def http_section(args) -> dict:
@@ -178,7 +189,7 @@ def _versions() -> dict:
         except PackageNotFoundError:
             out[pkg] = None
     wrk = shutil.which("wrk")
-    out["wrk"] = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("\n")[0] if wrk else None
+    out["wrk"] = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split()[1] if wrk else None
     return out
 
 

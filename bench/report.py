@@ -37,11 +37,13 @@ def targets(result: dict) -> list[dict]:
     return rows
 
 
-def _fmt(v, digits=1):
+def _fmt(v):
     if v is None:
         return "–"
+    if isinstance(v, bool):
+        return str(v)
     if isinstance(v, float):
-        return f"{v:,.{digits}f}"
+        return f"{v:.3g}" if abs(v) < 10 else f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.1f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
@@ -66,11 +68,10 @@ def markdown(result: dict) -> str:
         rows = []
         for model, data in t["models"].items():
             for name, r in data["configs"].items():
-                rows.append([model, name, r["images_per_s_median"], ", ".join(f"{x:.0f}" for x in r["rounds"])])
-            rows.append([model, "**after ÷ before**", f"**{data['after_over_before']}×**" if data["after_over_before"] else "–", ""])
-        for name, r in t.get("torch", {}).items():
-            rows.append([name.split(",")[0], f"{r.get('framework')}, {name.split(', ')[1]}", r["images_per_s_median"],
-                         ", ".join(f"{x:.0f}" for x in r["rounds"])])
+                label = f"{name} ({r['framework']})" if r.get("framework") else name
+                rows.append([model, label, r["images_per_s_median"], ", ".join(f"{x:.0f}" for x in r["rounds"])])
+            rows.append([model, "**after ÷ before** (per round)", f"**{data['after_over_before']}×**" if data["after_over_before"] else "–",
+                         ", ".join(f"{x}" for x in data.get("after_over_before_rounds", []))])
         lines += _table(["model", "setting", "images/s", "rounds"], rows)
         tt = t.get("time_to_99", {})
         if tt.get("reached"):
@@ -93,8 +94,7 @@ def markdown(result: dict) -> str:
             lat = r["latency_batch1"]
             rows.append([name, r["threads"], lat.get("median_ms"), lat.get("p99_ms"),
                          *[r["throughput"].get(b, {}).get("images_per_s") for b in batches]])
-        lines += _table(["engine", "threads", "batch 1 median ms", "batch 1 p99 ms", *[f"batch {b} img/s" for b in batches]],
-                        [[c if not isinstance(c, float) else float(f"{c:.3g}") if c < 10 else c for c in row] for row in rows])
+        lines += _table(["engine", "threads", "batch 1 median ms", "batch 1 p99 ms", *[f"batch {b} img/s" for b in batches]], rows)
 
     if "preprocess" in sec and "error" not in sec["preprocess"]:
         lines += ["## Preprocessing per image (decode + serve/preprocess.py, one core)", ""]
@@ -105,8 +105,19 @@ def markdown(result: dict) -> str:
             st = r["stages_median_ms"]
             rows.append([kind, r["pixels_median"], r["bytes_median"], r["total"]["median_ms"], r["total"]["p99_ms"],
                          st["decode"], st["to_gray"], st["prepare_gray"], r["images_per_s_one_core"]])
-        lines += _table(["upload", "pixels", "bytes", "median ms", "p99 ms", "decode ms", "to_gray ms", "prepare ms", "images/s"],
-                        [[c if not isinstance(c, float) else round(c, 3) for c in row] for row in rows])
+        lines += _table(["upload", "pixels", "bytes", "median ms", "p99 ms", "decode ms", "to_gray ms", "prepare ms", "images/s"], rows)
+
+    if "app" in sec and "error" not in sec["app"]:
+        lines += ["## One request's CPU time, in-process (Flask test client, one core, medians in ms)", ""]
+        kinds = [k for k, v in sec["app"].items() if isinstance(v, dict) and "steps_ms" in v]
+        step_names = list(sec["app"][kinds[0]]["steps_ms"]) if kinds else []
+        rows = [["GET /healthz (whole request)", *[sec["app"][k]["healthz_ms"] for k in kinds]],
+                ["POST /predict, one image (whole request)", *[sec["app"][k]["predict_ms"] for k in kinds]],
+                *[[f"– {n}", *[sec["app"][k]["steps_ms"][n] for k in kinds]] for n in step_names],
+                ["– Flask, logging, metrics, test client (the rest)", *[sec["app"][k]["framework_and_rest_ms"] for k in kinds]],
+                ["/predict ÷ /healthz cost", *[sec["app"][k]["predict_over_healthz_cost"] for k in kinds]],
+                ["batch of 64: images/s on one core", *[sec["app"][k]["batch_64_images_per_s_one_core"] for k in kinds]]]
+        lines += _table(["", *[f"{k} ({sec['app'][k]['png_bytes']} bytes)" for k in kinds]], rows)
 
     if "http" in sec:
         lines += ["## HTTP (gunicorn on 127.0.0.1, wrk with 1 thread on the same cores)", ""]
@@ -121,7 +132,7 @@ def markdown(result: dict) -> str:
             for c in s["predict"]:
                 h, pr = s["healthz"].get(c, {}), s["predict"][c]
                 rows.append([int(c), h.get("requests_per_s"), h.get("latency_ms", {}).get("p99"), pr.get("requests_per_s"),
-                             pr.get("latency_ms", {}).get("p50"), pr.get("latency_ms", {}).get("p99"), s["efficiency"].get(c),
+                             pr.get("latency_ms", {}).get("p50"), pr.get("latency_ms", {}).get("p99"), f"{s['efficiency'].get(c, 0):.3f}",
                              pr.get("non_2xx_or_errors", 0) + h.get("non_2xx_or_errors", 0)])
             lines += [f"{s['workers']} workers; one {s['image']} of {s['png_bytes']} bytes per /predict.", ""]
             lines += _table(["concurrency", "/healthz req/s", "/healthz p99 ms", "/predict req/s", "/predict p50 ms", "/predict p99 ms",

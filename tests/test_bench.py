@@ -16,7 +16,7 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, committed_model):
     result = json.loads((tmp_path / "latest.json").read_text())
     assert result["quick"] is True and result["machine"]["cores"] >= 1
     sections = result["sections"]
-    assert set(sections) == {"train", "model", "preprocess", "http"}
+    assert set(sections) == {"train", "model", "preprocess", "app", "http"}
     assert not [name for name, s in sections.items() if "error" in s], json.dumps(sections, indent=1)[:3000]
 
     for model in ("cnn", "lenet"):
