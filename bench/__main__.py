@@ -71,7 +71,7 @@ def train_section(args) -> dict:
         ratios = [a / b for a, b in zip(rows[AFTER]["rounds"], rows[BEFORE]["rounds"]) if b]
         out["models"][m] = {"configs": rows, "after_over_before": round(statistics.median(ratios), 2) if ratios else None,
                             "after_over_before_rounds": [round(r, 2) for r in ratios]}
-    out["time_to_99"] = time_to_accuracy(Path(args.runs_dir), "cnn", 0.99)
+    out["time_to_99"] = [time_to_accuracy(Path(d), "cnn", 0.99) for d in args.runs_dir or ["runs"]]
     return out
 
 
@@ -130,7 +130,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="bench-results", help="results folder (default: bench-results)")
     p.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run (default: {','.join(SECTIONS)})")
     p.add_argument("--model-dir", default="models", help="the published model to serve and time (default: models)")
-    p.add_argument("--runs-dir", default="runs", help="finished runs, for the time to 99%% validation accuracy (default: runs)")
+    p.add_argument("--runs-dir", action="append",
+                   help="where to find finished cnn runs for the time to 99%% validation accuracy (repeatable; default: runs)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved repeats of each training setting (default: 3)")
     p.add_argument("--train-steps", type=int, default=40, help="timed training steps per setting and round (default: 40)")
     p.add_argument("--torch-python", default=os.environ.get("BENCH_TORCH_PYTHON"),
