@@ -20,7 +20,7 @@ QUICK ?=
 EXPERIMENT_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv chromium train experiments export serve test soak container-test clean
+.PHONY: help venv chromium train experiments export serve test soak bench container-test clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
@@ -30,6 +30,7 @@ help:
 	@echo "make experiments - the course's experiment table into reports/experiments/ (QUICK=1: smoke-sized)"
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
 	@echo "make container-test - lint the Dockerfile, build the image with podman, run docker-compose.yml, prove it serves"
+	@echo "make bench    - measure training, model, preprocessing and HTTP speed into bench-results/ (QUICK=1: smoke run)"
 
 $(VENV)/.installed: requirements.txt requirements-train.txt requirements-dev.txt requirements-onnx.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -88,6 +89,16 @@ $(CONTAINER_VENV)/.installed: requirements-container.txt constraints.txt
 container-test: $(CONTAINER_VENV)/.installed
 	$(CONTAINER_VENV)/bin/hadolint Dockerfile
 	$(CONTAINER_VENV)/bin/python scripts/container_test.py $(CONTAINER_TEST_ARGS)
+# The HTTP section drives the server with wrk (Debian package), installed here when missing.
+BENCH_OUT ?= bench-results
+BENCH_ARGS ?=
+QUICK ?=
+
+bench: venv
+	@command -v wrk >/dev/null 2>&1 || { echo "bench: installing wrk"; \
+	  $(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq >/dev/null 2>&1 && \
+	  $(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1; } || echo "bench: could not install wrk; the HTTP section is skipped" >&2; }
+	$(BIN)/python -m bench $(if $(QUICK),--quick) --out $(BENCH_OUT) $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

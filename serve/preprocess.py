@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, ImageStat
+from PIL import Image, ImageOps, ImageStat
 
 from serve.errors import BadImage, NoDigit, TooLarge, UnsupportedType
 
@@ -123,11 +123,48 @@ def is_dark_on_light(gray: np.ndarray) -> bool:
     return bool(np.median(border) > 127)
 
 
+# 3x3 filters in numpy, pixel for pixel what PIL's MedianFilter(3) / MaxFilter(3) give (edges
+# replicated), several times faster: PIL's rank filter sorts every window and was the hot spot.
+def _windows(a: np.ndarray) -> list[np.ndarray]:
+    p = np.pad(a, 1, mode="edge")
+    h, w = a.shape
+    return [p[i : i + h, j : j + w] for i in range(3) for j in range(3)]
+
+
+# A 19-exchange sorting network whose middle output is the median of 9 (Paeth; Devillard's opt_med9).
+_MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7),
+            (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
+
+
+def median3(a: np.ndarray) -> np.ndarray:
+    """3x3 median of a uint8 image."""
+    v = _windows(a)
+    for i, j in _MEDIAN9:
+        v[i], v[j] = np.minimum(v[i], v[j]), np.maximum(v[i], v[j])
+    return v[4]
+
+
+def majority3(mask: np.ndarray) -> np.ndarray:
+    """3x3 median of a boolean image: at least 5 of the 9 pixels set."""
+    p = np.pad(mask, 1, mode="edge").view(np.uint8)
+    rows = p[:, :-2] + p[:, 1:-1] + p[:, 2:]
+    return rows[:-2] + rows[1:-1] + rows[2:] >= 5
+
+
+def max3(a: np.ndarray) -> np.ndarray:
+    """3x3 maximum (grey dilation) of a uint8 image."""
+    p = np.pad(a, 1, mode="edge")
+    rows = np.maximum(np.maximum(p[:, :-2], p[:, 1:-1]), p[:, 2:])
+    return np.maximum(np.maximum(rows[:-2], rows[1:-1]), rows[2:])
+
+
 def ink_levels(light: np.ndarray) -> tuple[float, float]:
     """(paper, ink) grey levels of a light-ink image; NoDigit when they are too close to tell apart."""
     paper = float(np.median(light))
     # The brightest ink after a 3x3 median: one hot pixel or a JPEG speck is not a stroke.
-    top = float(np.asarray(Image.fromarray(light).filter(ImageFilter.MedianFilter(3))).max())
+    # Shortcut, same answer: the median reaches the brightest level iff 5 of some 3x3 window hold it.
+    brightest = light.max()
+    top = float(brightest if majority3(light == brightest).any() else median3(light).max())
     if top - paper < MIN_CONTRAST:
         raise NoDigit("no digit found: the image is blank or has too little contrast")
     return paper, top
@@ -143,7 +180,7 @@ def ink_map(light: np.ndarray, paper: float, top: float) -> np.ndarray:
 def ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
     """Bounding box (top, bottom, left, right) of the ink, ignoring isolated specks."""
     mask = ink > 0.35
-    clean = np.asarray(Image.fromarray((mask * 255).astype(np.uint8)).filter(ImageFilter.MedianFilter(3))) > 0
+    clean = majority3(mask)
     if clean.sum() >= 4:
         mask = clean
     if mask.sum() < 4:
@@ -164,11 +201,11 @@ def thicken(crop: np.ndarray) -> np.ndarray:
     """Dilate strokes that are much thinner than MNIST's, relative to the digit's size."""
     target = STROKE_FRACTION * max(crop.shape)
     width = stroke_width(crop > 0.35)
-    img = Image.fromarray((crop * 255).astype(np.uint8))
+    img = (crop * 255).astype(np.uint8)
     grow = int(round((target - width) / 2))  # each 3x3 max filter adds one pixel per side
     for _ in range(min(max(grow, 0), 8)):
-        img = img.filter(ImageFilter.MaxFilter(3))
-    out = np.asarray(img, dtype=np.float32) / 255.0
+        img = max3(img)
+    out = img.astype(np.float32) / 255.0
     # MNIST strokes have saturated cores; a faint pen or a thin stroke's blur should not look grey.
     core = np.percentile(out[out > 0.35], 90) if (out > 0.35).any() else 1.0
     return np.clip(out / max(core, 1e-3), 0.0, 1.0)

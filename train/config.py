@@ -26,7 +26,7 @@ class TrainConfig:
     val_size: int = 5000
     seed: int = 2024
     device: str = "cpu"
-    threads: int = 0  # 0: all cores
+    threads: int = 0  # 0: Paddle's default, $OMP_NUM_THREADS else 1 (fastest here: see make bench)
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: once per epoch only
     keep_checkpoints: int = 2
     patience: int = 0  # early stopping on validation accuracy; 0: off
@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=d.val_size, help=f"validation records carved from train (default: {d.val_size})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"(default: {d.seed})")
     p.add_argument("--device", choices=["cpu", "gpu"], default=d.device, help=f"(default: {d.device})")
-    p.add_argument("--threads", type=int, default=d.threads, help="CPU math threads (default: 0 = all cores)")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="CPU math threads (default: 0 = $OMP_NUM_THREADS, else 1; more threads slow these small "
+                        "convolutions down on a busy machine: use data-parallel processes for more cores)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="also checkpoint every N steps (default: 0 = per epoch)")
     p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, help=f"newest checkpoints kept (default: {d.keep_checkpoints})")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stop after N epochs without validation gain (default: 0 = off)")

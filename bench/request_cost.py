@@ -1,0 +1,104 @@
+"""Where one request's CPU time goes, in-process on one core (Flask test client, no HTTP server):
+/healthz against /predict, and /predict split into its steps. This is what bounds /predict ÷ /healthz
+and images/s, whatever the server settings.
+
+python -m bench.request_cost [--runs N] [--model-dir models]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+import uuid
+
+import numpy as np
+
+from bench.common import emit, stats_ms
+
+
+def per_call(fn, runs: int) -> float:
+    """Median seconds per call over `runs` calls, after a warm-up."""
+    for _ in range(max(5, runs // 10)):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.request_cost", description=__doc__)
+    p.add_argument("--model-dir", default="models")
+    p.add_argument("--runs", type=int, default=400)
+    p.add_argument("--batch", type=int, default=64)
+    args = p.parse_args(argv)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bench-prom-"))
+
+    from flask import Request
+    from werkzeug.test import EnvironBuilder
+
+    from bench.http_load import BOUNDARY, multipart, upload_png
+    from serve.app import create_app, describe
+    from serve.inputs import read_images
+    from serve.preprocess import prepare
+
+    from serve.config import ServeConfig
+
+    app = create_app({"model_dir": args.model_dir})
+    for h in logging.getLogger("serve").handlers:  # log every request as served, into the void
+        if isinstance(h, logging.StreamHandler):
+            h.setStream(open(os.devnull, "w"))
+    service, cfg = app.extensions["digits"], ServeConfig.load({"model_dir": args.model_dir})
+    client = app.test_client()
+    out = {}
+    for kind in ("small_png", "mnist_png"):
+        png = upload_png(kind)
+        single = multipart([("image", "digit.png", png)])
+        batch = multipart([("images", f"d{i}.png", upload_png(kind, seed=100 + i)) for i in range(args.batch)])
+
+        def post(body, fixed=False):
+            b = BOUNDARY if fixed else uuid.uuid4().hex  # clients send a fresh boundary with every request
+            r = client.post("/predict", data=body.replace(BOUNDARY.encode(), b.encode()),
+                            content_type=f"multipart/form-data; boundary={b}")
+            assert r.status_code == 200, r.data
+
+        def parse(body, fixed=False):
+            b = BOUNDARY if fixed else uuid.uuid4().hex
+            env = EnvironBuilder(method="POST", data=body.replace(BOUNDARY.encode(), b.encode()),
+                                 content_type=f"multipart/form-data; boundary={b}").get_environ()
+            return read_images(Request(env), 64)[0]
+
+        prepared = [prepare(png, service.spec, service.limits)]
+        x = np.stack([p.tensor for p in prepared])
+        probs = service.probabilities(x)
+        with app.test_request_context():
+            describe_s = per_call(lambda: app.json.response(describe(probs[0], service, cfg)), args.runs)
+        steps = {
+            "multipart parse, new boundary": per_call(lambda: parse(single), args.runs),
+            "multipart parse, same boundary": per_call(lambda: parse(single, True), args.runs),
+            "decode + preprocess": per_call(lambda: prepare(png, service.spec, service.limits), args.runs),
+            "inference (batch 1)": per_call(lambda: service.probabilities(x), args.runs),
+            "describe + JSON": describe_s,
+        }
+        whole = per_call(lambda: post(single), args.runs)
+        healthz = per_call(lambda: client.get("/healthz"), args.runs)
+        batch_s = per_call(lambda: post(batch), max(10, args.runs // 20))
+        out[kind] = {
+            "png_bytes": len(png),
+            "healthz_ms": round(healthz * 1000, 4),
+            "predict_ms": round(whole * 1000, 4),
+            "predict_over_healthz_cost": round(whole / healthz, 2),
+            "steps_ms": {k: round(v * 1000, 4) for k, v in steps.items()},
+            "framework_and_rest_ms": round((whole - sum(v for k, v in steps.items() if "same boundary" not in k)) * 1000, 4),
+            f"batch_{args.batch}_ms": round(batch_s * 1000, 3),
+            f"batch_{args.batch}_images_per_s_one_core": round(args.batch / batch_s, 1),
+        }
+    emit(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Training throughput: the real training step (train.loop.train_one_epoch with the real optimizer,
+schedule and batch loader) for a few hundred steps, in this process, with the given settings.
+
+  python -m bench.train_speed --model cnn --steps 60 --setup train     # what `python -m train` does
+  python -m bench.train_speed --model cnn --steps 60 --setup paddle --threads 2   # Paddle's own defaults + threads
+
+--setup train calls train.runner.setup_device (the project's CPU settings); --setup paddle leaves
+Paddle as imported and only sets the math threads when --threads is given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import emit
+
+
+def training_images(n: int) -> tuple[np.ndarray, np.ndarray]:
+    from train.mnist import load_split, resolve_data_dir
+
+    try:
+        train = load_split(resolve_data_dir(os.environ.get("MNIST_DIR") or None), "train")
+        return train.images[:n], train.labels[:n]
+    except Exception:  # noqa: BLE001 - no MNIST at hand: random pictures train just as fast
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int64)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.train_speed", description=__doc__)
+    p.add_argument("--model", default="cnn")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=60, help="timed steps (default: 60)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed first steps (default: 5)")
+    p.add_argument("--setup", choices=["train", "paddle"], default="train")
+    p.add_argument("--threads", type=int, default=0, help="math threads (default: 0 = the setup's choice)")
+    p.add_argument("--augment", choices=["auto", "on", "off"], default="auto")
+    args = p.parse_args(argv)
+
+    import paddle
+
+    from train.config import TrainConfig
+    from train.data import Augment, train_batches
+    from train.loop import train_one_epoch
+    from train.models import build_model
+    from train.optim import build_optimizer, build_schedule
+    from train.runner import setup_device
+
+    cfg = TrainConfig(model=args.model, batch_size=args.batch_size, threads=args.threads,
+                      augment=None if args.augment == "auto" else args.augment == "on").resolved()
+    if args.setup == "train":
+        setup_device(cfg)
+    else:
+        paddle.set_device("cpu")
+        if args.threads:
+            paddle.base.core.set_num_threads(args.threads)
+    total = args.warmup + args.steps
+    x, y = training_images(total * args.batch_size)
+    paddle.seed(cfg.seed)
+    model = build_model(cfg.model, cfg.dropout)
+    schedule = build_schedule(cfg.schedule, cfg.lr, total)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters(), schedule, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    stamps = []
+
+    def on_step(record):
+        stamps.append(time.perf_counter())
+        return False
+
+    batches = train_batches(x, y, batch_size=args.batch_size, seed=cfg.seed, epoch=0, augment=Augment() if cfg.augment else None)
+    t0 = time.perf_counter()
+    train_one_epoch(model, optimizer, schedule, batches, seed=cfg.seed, epoch=0, on_step=on_step)
+    steps = np.diff([t0, *stamps])[args.warmup:]
+    timed = float(steps.sum())
+    emit({
+        "model": args.model, "batch_size": args.batch_size, "setup": args.setup, "threads_arg": args.threads,
+        "augment": bool(cfg.augment), "steps": int(len(steps)),
+        "images_per_s": round(args.batch_size * len(steps) / timed, 1),
+        "images_per_s_median_step": round(args.batch_size / float(np.median(steps)), 1),
+        "step_ms_median": round(float(np.median(steps)) * 1000, 2),
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "OMP_WAIT_POLICY", "KMP_BLOCKTIME") if k in os.environ},
+    })
+
+
+def time_to_accuracy(runs_dir: Path, model: str = "cnn", target: float = 0.99) -> dict:
+    """From a finished run's metrics.jsonl: the wall time at the first epoch whose validation accuracy reaches target."""
+    found = []
+    for metrics in Path(runs_dir).glob("*/metrics.jsonl"):
+        try:
+            cfg = json.loads((metrics.parent / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if cfg.get("model") != model:
+            continue
+        epochs = [r for r in map(json.loads, metrics.read_text().splitlines()) if r.get("kind") == "epoch"]
+        hit = next((r for r in epochs if r["val_acc"] >= target), None)
+        found.append((metrics.stat().st_mtime, metrics.parent, cfg, epochs, hit))
+    if not found:
+        return {"skipped": f"no {model} run with metrics under {runs_dir}"}
+    _, run, cfg, epochs, hit = max(found, key=lambda f: (f[4] is not None, f[0]))
+    out = {"run": str(run), "target_val_acc": target, "epochs_recorded": len(epochs),
+           "threads": cfg.get("threads"), "batch_size": cfg.get("batch_size"),
+           "best_val_acc": max((r["val_acc"] for r in epochs), default=None)}
+    if hit is None:
+        out["reached"] = False
+    else:
+        out.update(reached=True, epoch=hit["epoch"] + 1, wall_s=round(hit["wall_s"], 1),
+                   train_images_per_s=[round(r["images_per_s"], 1) for r in epochs[: hit["epoch"] + 1]])
+    return out
+
+
+if __name__ == "__main__":
+    main()

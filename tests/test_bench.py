@@ -1,0 +1,40 @@
+"""`make bench QUICK=1` runs every section and writes valid JSON and markdown. It never asserts a speed:
+the smoke run is too short, and the machine running the tests is too busy, for numbers to mean anything."""
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_json_and_markdown(tmp_path, committed_model):
+    proc = subprocess.run(["make", "-s", "bench", "QUICK=1", f"BENCH_OUT={tmp_path}", f"BENCH_ARGS=--model-dir {committed_model}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((tmp_path / "latest.json").read_text())
+    assert result["quick"] is True and result["machine"]["cores"] >= 1
+    sections = result["sections"]
+    assert set(sections) == {"train", "model", "preprocess", "app", "http"}
+    assert not [name for name, s in sections.items() if "error" in s], json.dumps(sections, indent=1)[:3000]
+
+    for model in ("cnn", "lenet"):
+        for setting in sections["train"]["models"][model]["configs"].values():
+            assert setting["rounds"] and all(isinstance(x, float) for x in setting["rounds"]), setting
+    for run in sections["model"]["runs"]:
+        assert "error" not in run, run
+        assert run["latency_batch1"]["n"] > 0 and run["throughput"]
+    assert {"phone_photo_jpeg", "small_png", "canvas_rgba_png"} <= set(sections["preprocess"])
+
+    http = sections["http"]
+    if "skipped" not in http:  # wrk could not be installed here: the rest still ran
+        (server,) = http["servers"]
+        assert "error" not in server, server
+        runs = [*server["healthz"].values(), *server["predict"].values(), *server["predict_batch"]["by_concurrency"].values()]
+        assert all(r["responses"] > 0 and r["non_2xx_or_errors"] == 0 for r in runs), runs
+        assert server["memory"]["workers_unchanged"]
+        assert result["targets"] and {"target", "measured", "met"} <= set(result["targets"][0])
+
+    md = (tmp_path / "latest.md").read_text()
+    assert md.startswith("# Bench") and "## Model only" in md
