@@ -194,9 +194,11 @@ class ModelService:
         return outcome
 
     def _failed(self, reason: str, current: LoadedModel | None) -> str:
-        self.error = reason
+        repeated, self.error = reason == self.error, reason
         self.last_reload = {"outcome": "failed", "reason": reason, "at": _now()}
-        if current is None:
+        if repeated:  # polling: say it once, not every MODEL_POLL_S seconds
+            pass
+        elif current is None:
             log.error("model not loaded", extra={"model_dir": str(self.config.model_dir), "reason": reason})
         else:
             log.warning("reload failed: the served version stays", extra={"version": current.identity["version"],
