@@ -98,8 +98,8 @@ def post_fork(server, worker):
 
 def _request_reload(worker):
     service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("digits")
-    if service is None:  # still loading the app, which will find the newest version itself...
-        worker.reload_pending = True  # ...unless it listed the versions before this one appeared
+    if service is None:  # still loading the app: it may have listed the versions before this one
+        worker.reload_pending = True
     else:
         service.request_reload()
 
@@ -107,9 +107,9 @@ def _request_reload(worker):
 def _watch_models(worker):
     service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("digits")
     if service is not None:
-        service.watch()  # the thread that reloads on SIGHUP and every MODEL_POLL_S seconds
         if getattr(worker, "reload_pending", False):
             service.request_reload()
+        service.watch()  # the thread that reloads on SIGHUP and every MODEL_POLL_S seconds
 
 
 def child_exit(server, worker):

@@ -80,6 +80,7 @@ class ModelService:
         self._held = threading.local()
         self._reload_lock = threading.Lock()
         self._wake: tuple[int, int] | None = None
+        self._pending = False
         self._refresh()
 
     # ---- what a request sees -------------------------------------------------------------------------
@@ -226,8 +227,11 @@ class ModelService:
     # ---- triggers: SIGHUP (serve/gunicorn.conf.py) and polling -----------------------------------------
 
     def request_reload(self) -> None:
-        """Ask the watcher thread for a reload. Safe in a signal handler: one write to a pipe."""
-        if self._wake is not None:
+        """Ask the watcher thread for a reload. Safe in a signal handler: one write to a pipe (or,
+        before watch() has started the thread, a flag that it reads)."""
+        if self._wake is None:
+            self._pending = True
+        else:
             try:
                 os.write(self._wake[1], b"r")
             except OSError as e:  # a full pipe already holds a request
@@ -244,6 +248,8 @@ class ModelService:
         os.set_blocking(w, False)
         self._wake = (r, w)
         threading.Thread(target=self._watch, name="model-watcher", daemon=True).start()
+        if self._pending:
+            self.request_reload()
 
     def _watch(self) -> None:
         poll = self.config.model_poll_s if self.config.model_poll_s > 0 else None

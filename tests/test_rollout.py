@@ -210,3 +210,35 @@ def test_rollout_under_load_never_fails_a_request_nor_serves_a_broken_version(mo
     log = (tmp_path / "server.log").read_text()
     assert "Hang up: workers reload the model" in log and "Booting worker" in log
     assert log.count("Booting worker") == 2, "SIGHUP started no new worker"
+
+
+def test_a_sighup_while_a_worker_starts_neither_kills_it_nor_is_lost(models, tmp_path):
+    """Stock gunicorn's HUP would replace the booting worker, and a HUP reaching a worker before it
+    has set its handlers would kill it (SIG_DFL): here the worker keeps booting and reloads once up."""
+    port = free_port()
+    (tmp_path / "prom").mkdir()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "1", "MODEL_DIR": str(models),
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "ACCESS_LOG": ""}
+    with open(tmp_path / "server.log", "w") as log:
+        proc = subprocess.Popen(gunicorn_cmd(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        (worker,) = wait_for(lambda: children(proc.pid), 60, interval=0.05, what="a forked worker")
+        time.sleep(0.3)  # past gunicorn's signal set-up, well before Paddle and the model are loaded
+        os.kill(proc.pid, signal.SIGHUP)
+
+        def reloaded():
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
+            except requests.RequestException:
+                return None
+            return r if (r.get("last_reload") or {}).get("outcome") == "unchanged" else None
+
+        ready = wait_for(reloaded, 90, what="the worker up, then reloading once")
+        assert ready["model"]["version"] == 1
+        assert children(proc.pid) == [worker], "the same worker: neither killed nor replaced"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    text = (tmp_path / "server.log").read_text()
+    assert text.count("Booting worker") == 1 and "Hang up: workers reload the model" in text
