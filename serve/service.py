@@ -198,8 +198,8 @@ class ModelService:
         repeated, self.error = reason == self.error, reason
         self.last_reload = {"outcome": "failed", "reason": reason, "at": _now()}
         if repeated:  # polling: say it once, not every MODEL_POLL_S seconds
-            pass
-        elif current is None:
+            return "failed"
+        if current is None:
             log.error("model not loaded", extra={"model_dir": str(self.config.model_dir), "reason": reason})
         else:
             log.warning("reload failed: the served version stays", extra={"version": current.identity["version"],
