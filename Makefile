@@ -19,11 +19,16 @@ EXPORT_ARGS ?=
 QUICK ?=
 EXPERIMENT_ARGS ?=
 PYTEST_ARGS ?=
+# `make serve` writes the gunicorn master's PID here; `make reload`, `make pin` and `make unpin` signal it.
+PIDFILE ?= $(or $(XDG_RUNTIME_DIR),/tmp)/digits-serve-$(PORT).pid
+MODEL_DIR ?= models
 
-.PHONY: help venv chromium train experiments export serve test soak bench container-test clean
+.PHONY: help venv chromium train experiments export serve reload pin unpin test soak bench container-test clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
+	@echo "make reload   - a running make serve loads the newest valid model version, without dropping a request"
+	@echo "make pin VERSION=N / make unpin - serve version N (rollback) / the newest valid version again, then reload"
 	@echo "make test     - create the venv, install Chromium if missing, and run the test suite"
 	@echo "make soak     - 20000 mixed good and hostile requests against a real gunicorn (1-2 min)"
 	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...'; NPROC=2: data-parallel)"
@@ -67,7 +72,22 @@ export: venv $(if $(filter onnx,$(FORMAT)),$(VENV)/.installed-onnx)
 	$(BIN)/python -m export --format $(FORMAT) $(EXPORT_ARGS)
 
 serve: venv
-	$(BIN)/gunicorn -c serve/gunicorn.conf.py 'serve.app:create_app()'
+	PIDFILE=$(PIDFILE) $(BIN)/gunicorn -c serve/gunicorn.conf.py 'serve.app:create_app()'
+
+# SIGHUP to the master: each worker loads, verifies and warms the chosen version, then swaps
+# (serve/service.py); a broken version is refused and the served one stays.
+reload:
+	@test -s $(PIDFILE) || { echo "reload: no $(PIDFILE): is 'make serve' running with PORT=$(PORT)?" >&2; exit 1; }
+	kill -HUP $$(cat $(PIDFILE))
+
+pin: venv
+	@test -n "$(VERSION)" || { echo "pin: say which version: make pin VERSION=1" >&2; exit 1; }
+	$(BIN)/python -m serve.model_store pin $(VERSION) --model-dir $(MODEL_DIR)
+	$(MAKE) --no-print-directory reload
+
+unpin: venv
+	$(BIN)/python -m serve.model_store unpin --model-dir $(MODEL_DIR)
+	$(MAKE) --no-print-directory reload
 
 test: venv chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

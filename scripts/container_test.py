@@ -2,7 +2,8 @@
 
 Builds the image with podman from a locally made base image (this machine reaches no image
 registry), brings docker-compose.yml up with podman-compose, waits for the container to report
-healthy, classifies real MNIST test digits through the published port, checks that the service runs
+healthy, classifies real MNIST test digits through the published port, rolls a new model version into
+the mounted model folder under load (SIGHUP, no failed request; a corrupt version refused), checks that the service runs
 as a non-root user without capabilities on a read-only root filesystem, stops it with SIGTERM and
 checks that it exits 0, and tears everything down. Every HTTP request goes to 127.0.0.1.
 
@@ -19,6 +20,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -59,10 +62,16 @@ def main() -> int:
                         help="where to write the measurements (default: reports/container-test.json)")
     args = parser.parse_args()
 
+    # The host's model folder is mounted (deploy/compose.models.yml): a copy of models/, so that the
+    # rollout step can publish new versions into it while the container serves.
+    models = Path(tempfile.mkdtemp(prefix="digits-ctest-models-"))
+    shutil.copytree(REPO / "models", models, dirs_exist_ok=True)
+    os.chmod(models, 0o755)
     compose = [str(Path(sys.executable).parent / "podman-compose"), "--podman-args=--runtime=runc",
-               "-p", PROJECT, "-f", str(REPO / "docker-compose.yml")]
+               "-p", PROJECT, "-f", str(REPO / "docker-compose.yml"), "-f", str(REPO / "deploy/compose.models.yml")]
     port = free_port()
-    env = {**os.environ, "IMAGE": IMAGE, "PUBLISH_ADDR": "127.0.0.1", "PUBLISH_PORT": str(port)}
+    env = {**os.environ, "IMAGE": IMAGE, "PUBLISH_ADDR": "127.0.0.1", "PUBLISH_PORT": str(port),
+           "MODELS_DIR": str(models)}
     report: dict = {"image": IMAGE}
     try:
         base = step("base image", report, lambda: base_image(args.base_image))
@@ -80,6 +89,8 @@ def main() -> int:
         step("compose up -> healthy", report, up)
         base_url = f"http://127.0.0.1:{port}"
         step("classify MNIST digits", report, lambda: classify(base_url, Path(args.mnist_dir), args.digits, report))
+        step("roll out a new version under load (SIGHUP), refuse a corrupt one", report,
+             lambda: rollout(base_url, models, Path(args.mnist_dir), report))
         step("non-root, no capabilities, read-only root", report, check_hardening)
         if args.keep:
             print(f"kept running: {base_url} (tear down: {' '.join(compose)} down)")
@@ -92,6 +103,7 @@ def main() -> int:
     finally:
         if not args.keep:
             run(compose + ["down", "-t", "5"], env=env, check=False, quiet=True)
+            shutil.rmtree(models, ignore_errors=True)
         write_report(Path(args.report), report)
     print("container test passed")
     return 0
@@ -192,6 +204,81 @@ def classify(base_url: str, mnist_dir: Path, n: int, report: dict) -> None:
     report.update(digits=n, accuracy=accuracy, manifest_test_acc=claimed)
     print(f"  {n} digits: accuracy {accuracy:.2f} (manifest: test accuracy {claimed}; floor {floor:.2f})")
     expect(accuracy >= floor, f"accuracy {accuracy:.2f} on {n} MNIST test digits is below {floor:.2f}")
+
+
+def rollout(base_url: str, models: Path, mnist_dir: Path, report: dict) -> None:
+    """Publish version 2 into the mounted folder and SIGHUP the container (gunicorn is PID 1) while
+    clients keep asking: every request answered, then version 2 answers. Then a version 3 whose
+    params do not match their checksum, SIGHUP again: refused, version 2 keeps serving."""
+    from export.publish import publish, staging_dir
+
+    name_dir = next(p for p in models.iterdir() if p.is_dir())
+    newest = name_dir / str(max(int(p.name) for p in name_dir.iterdir() if p.name.isdigit()))
+    manifest = json.loads((newest / "manifest.json").read_text())
+    png = upload_png(load_split(mnist_dir, "test").images[0])
+    seen: dict = {}
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                r = requests.post(base_url + "/predict", files={"image": ("d.png", png, "image/png")}, timeout=30)
+                key = r.json()["model"]["version"] if r.status_code == 200 else r.status_code
+            except requests.RequestException as e:
+                key = type(e).__name__
+            seen[key] = seen.get(key, 0) + 1
+
+    def new_version(corrupt: bool) -> int:
+        staging = staging_dir(models, name_dir.name)
+        for role in ("model", "params"):
+            shutil.copy(newest / manifest["files"][role], staging)
+        folder = publish(staging, json.loads(json.dumps(manifest)))
+        for p in [folder, *folder.iterdir()]:  # world-readable for the container's user (mkstemp/mkdtemp)
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        if corrupt:
+            params = folder / manifest["files"]["params"]
+            raw = bytearray(params.read_bytes())
+            raw[len(raw) // 2] ^= 0x01
+            params.write_bytes(bytes(raw))
+        return int(folder.name)
+
+    def served_everywhere(version: int) -> bool:  # every worker: the gauge counts workers per version
+        text = requests.get(base_url + "/metrics", timeout=10).text
+        lines = [l for l in text.splitlines() if l.startswith("digits_model_served{")]
+        return all(f'version="{version}"' in l or l.endswith(" 0.0") for l in lines) and \
+            any(f'version="{version}"' in l and not l.endswith(" 0.0") for l in lines)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        v2 = new_version(corrupt=False)
+        t0 = time.monotonic()
+        run(PODMAN + ["kill", "--signal", "HUP", CONTAINER], quiet=True)
+        wait(lambda: served_everywhere(v2), 60, f"every worker serving version {v2}")
+        report["rollout_s"] = round(time.monotonic() - t0, 2)
+        v3 = new_version(corrupt=True)
+        run(PODMAN + ["kill", "--signal", "HUP", CONTAINER], quiet=True)
+        wait(lambda: any(v["version"] == v3 and v["state"] == "refused"
+                         for v in get_json(base_url + "/v1/models")["models"][0]["versions"]), 60,
+             f"version {v3} refused")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    report["rollout_answers"] = {str(k): n for k, n in seen.items()}
+    print(f"  version {v2} on every worker {report['rollout_s']} s after SIGHUP; corrupt version {v3} refused; "
+          f"answers by version or failure: {report['rollout_answers']}")
+    expect(set(seen) <= {v2 - 1, v2}, f"failed or unexpected answers during the rollout: {seen}")
+    expect(get_json(base_url + "/readyz")["model"]["version"] == v2, "version 2 no longer served")
+
+
+def wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        expect(time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.3)
 
 
 def check_hardening() -> None:

@@ -53,8 +53,8 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__)
     app.json = _JSONProvider(app)
     app.config.update(MAX_CONTENT_LENGTH=cfg.max_upload_bytes, MAX_FORM_PARTS=cfg.max_form_parts, JSON_SORT_KEYS=False)
-    service = ModelService(cfg)
     metrics = Metrics()
+    service = ModelService(cfg, metrics)
     app.extensions["digits"] = service
     app.extensions["digits.metrics"] = metrics
     app.register_blueprint(web_page)  # GET /: the page to draw or upload a digit
@@ -64,6 +64,11 @@ def create_app(config: dict | None = None) -> Flask:
         g.t0 = time.perf_counter()
         rid = request.headers.get("X-Request-ID", "")
         g.request_id = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
+        service.hold()  # the whole request sees one model version, even if a reload swaps it meanwhile
+
+    @app.teardown_request
+    def end(exc):
+        service.release()
 
     @app.after_request
     def finish(response):
@@ -98,8 +103,9 @@ def create_app(config: dict | None = None) -> Flask:
     @app.get("/readyz")
     def readyz():
         if not service.ready:
-            return jsonify({"status": "not ready", "error": {"code": "not_ready", "message": service.error}}), 503
-        return jsonify({"status": "ready", "model": service.identity})
+            return jsonify({"status": "not ready", "error": {"code": "not_ready", "message": service.error},
+                            **service.status()}), 503
+        return jsonify({"status": "ready", "model": service.identity, **service.status()})
 
     @app.get("/v1/models")
     def models():
@@ -109,7 +115,7 @@ def create_app(config: dict | None = None) -> Flask:
         return jsonify({"models": [{
             **service.identity, "created": m["created"], "format": m["format"], "input": m["input"],
             "output": m["output"], "labels": m["labels"], "preprocessing": m["preprocessing"], "metrics": m["metrics"],
-            "paddle_version": m["paddle_version"],
+            "paddle_version": m["paddle_version"], **service.status(),
         }]})
 
     @app.post("/predict")

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ServeConfig:
     model_dir: str = "models"  # a version folder, a models/<name> folder, or models/ with one name
+    model_version: str = ""  # "" or "latest": the newest valid version; a number pins that version
+    model_poll_s: float = 0.0  # > 0: each worker looks for a new version this often (0: on SIGHUP only)
     max_upload_bytes: int = 10 * 1024 * 1024  # whole request body
     max_pixels: int = 40_000_000  # per image, checked from the header before decoding
     max_batch: int = 64  # images per request
@@ -22,6 +24,8 @@ class ServeConfig:
     # environment variable -> field
     ENV = {
         "MODEL_DIR": "model_dir",
+        "MODEL_VERSION": "model_version",
+        "MODEL_POLL_S": "model_poll_s",
         "MAX_UPLOAD_BYTES": "max_upload_bytes",
         "MAX_PIXELS": "max_pixels",
         "MAX_BATCH": "max_batch",

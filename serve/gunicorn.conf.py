@@ -59,10 +59,57 @@ if not _prom_dir:
     _prom_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="digits-prom-")
 
 
+# The gunicorn master's PID, for `make reload` (kill -HUP); unset: no pidfile.
+pidfile = os.environ.get("PIDFILE") or None
+
+
 def on_starting(server):
     for entry in os.listdir(_prom_dir):
         path = os.path.join(_prom_dir, entry)
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    _hup_reloads_models(server)
+
+
+def _hup_reloads_models(server):
+    """SIGHUP to the master: every worker reloads its model in place (serve/service.py: load, verify
+    and warm up the chosen version beside the served one, then swap; a broken one is refused and the
+    current one keeps serving). gunicorn's own HUP re-reads this file, starts new workers and stops
+    the old ones at once, before the new ones have imported Paddle and loaded the model: requests
+    wait in the backlog meanwhile. Here HUP reloads models only; a changed setting takes a restart."""
+    def handle_hup():
+        server.log.info("Hang up: workers reload the model")
+        server.kill_workers(signal.SIGHUP)
+
+    server.handle_hup = handle_hup  # the master's loop calls handle_<signal name>()
+
+
+def post_fork(server, worker):
+    """From the moment gunicorn sets a worker's signals (before it loads the app), SIGHUP asks for a
+    model reload instead of killing it (SIG_DFL), even while the worker is still starting."""
+    init_signals = worker.init_signals
+
+    def init_signals_with_hup():
+        init_signals()
+        signal.signal(signal.SIGHUP, lambda sig, frame: _request_reload(worker))
+        signal.siginterrupt(signal.SIGHUP, False)
+
+    worker.init_signals = init_signals_with_hup
+
+
+def _request_reload(worker):
+    service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("digits")
+    if service is None:  # still loading the app: it may have listed the versions before this one
+        worker.reload_pending = True
+    else:
+        service.request_reload()
+
+
+def _watch_models(worker):
+    service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("digits")
+    if service is not None:
+        if getattr(worker, "reload_pending", False):
+            service.request_reload()
+        service.watch()  # the thread that reloads on SIGHUP and every MODEL_POLL_S seconds
 
 
 def child_exit(server, worker):
@@ -78,6 +125,7 @@ def post_worker_init(worker):
         # in-flight responses in half; gunicorn's own handlers make SIGTERM a graceful stop again.
         sys.modules["paddle"].disable_signal_handler()
     worker.init_signals()
+    _watch_models(worker)
     if worker_class == "sync":
         _drain_on_sigterm(worker)
 

@@ -97,7 +97,9 @@ def _model(name: str, version: str | None) -> dict:
     if name != ident["name"]:
         raise ModelNotFound(f"unknown model '{name}': this server serves '{ident['name']}'")
     if version is not None and version != str(ident["version"]):
-        raise ModelNotFound(f"unknown version '{version}' of model '{name}': served is version {ident['version']}")
+        refused = {str(v["version"]): v["reason"] for v in service.status()["versions"] if v["state"] == "refused"}
+        why = f"it was refused ({refused[version]}); " if version in refused else ""
+        raise ModelNotFound(f"version '{version}' of model '{name}' is not served: {why}served is version {ident['version']}")
     return service.manifest
 
 
@@ -130,8 +132,12 @@ def ready():
 def model_metadata(name: str, version: str | None = None):
     manifest = _model(name, version)
     inputs, outputs = tensor_metadata(manifest)
+    # "versions" are those a client may request: the served one. Beyond the protocol, as TF Serving's
+    # model status does: every version present, its state (serving, refused with the reason, present).
+    status = [{**v, "version": str(v["version"])} for v in _service().status()["versions"]]
     return jsonify({"name": manifest["name"], "versions": [str(manifest["version"])],
-                    "platform": manifest["format"].replace("-", "_"), "inputs": inputs, "outputs": outputs})
+                    "platform": manifest["format"].replace("-", "_"), "inputs": inputs, "outputs": outputs,
+                    "version_status": status})
 
 
 @bp.get("/models/<name>/ready")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -28,6 +28,14 @@ class Metrics:
                                    buckets=LATENCY_BUCKETS, registry=reg)
         self.batch_size = Histogram("digits_batch_size", "Images per inference batch", buckets=BATCH_BUCKETS, registry=reg)
         self.images = Counter("digits_images_total", "Images classified", registry=reg)
+        # Model versions (serve/service.py). The gauge is 1 per worker serving a version, summed over the
+        # live workers: {version="2"} 2 means both workers serve version 2; during a rollout both series show.
+        self.model_served = Gauge("digits_model_served", "Workers serving each model version",
+                                  ["name", "version"], multiprocess_mode="livesum", registry=reg)
+        self.model_reloads = Counter("digits_model_reloads_total", "Model reloads (SIGHUP, polling) by outcome: "
+                                     "switched, unchanged, failed (the served version stays)", ["outcome"], registry=reg)
+        self.model_refused = Counter("digits_model_refused_total", "Model version folders refused (checksum, "
+                                     "load or warm-up), by version, counted once per worker", ["version"], registry=reg)
 
     def exposition(self) -> tuple[bytes, str]:
         if self.multiprocess:

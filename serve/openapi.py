@@ -28,6 +28,15 @@ PREDICTION = {
 }
 
 
+# The model versions present and the version policy (serve/service.py ModelService.status).
+VERSIONS = {
+    "versions": {"type": "array", "items": {"type": "object", "required": ["version", "state"], "properties": {
+        "version": {"type": ["integer", "string"]}, "state": {"enum": ["serving", "refused", "present"]},
+        "reason": {"type": "string"}}}},
+    "policy": {"type": "object", "required": ["mode"], "properties": {
+        "mode": {"enum": ["latest", "pinned"]}, "version": {"type": "integer"}, "set_by": {"type": "string"}}},
+    "last_reload": {"type": ["object", "null"]},
+}
 V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 V2_TENSOR = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
     "name": {"type": "string"}, "datatype": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}}}}
@@ -178,10 +187,10 @@ def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
             "/healthz": {"get": {"summary": "Liveness", "responses": {
                 "200": _json("The process answers", {"type": "object", "properties": {"status": {"type": "string"}}})}}},
             "/readyz": {"get": {"summary": "Readiness: model loaded, checksums verified, warmed up", "responses": {
-                "200": _json("Ready", {"type": "object", "required": ["status", "model"], "properties": {
-                    "status": {"type": "string"}, "model": {"$ref": "#/components/schemas/ModelId"}}}),
+                "200": _json("Ready", {"type": "object", "required": ["status", "model", "versions", "policy"], "properties": {
+                    "status": {"type": "string"}, "model": {"$ref": "#/components/schemas/ModelId"}, **VERSIONS}}),
                 "503": _json("Not ready, with the reason", {"type": "object", "required": ["status", "error"], "properties": {
-                    "status": {"type": "string"}, "error": ERROR["properties"]["error"]}})}}},
+                    "status": {"type": "string"}, "error": ERROR["properties"]["error"], **VERSIONS}})}}},
             "/v1/models": {"get": {"summary": "The served model's metadata, from its manifest", "responses": {
                 "200": _json("Model metadata", {"type": "object", "required": ["models"], "properties": {
                     "models": {"type": "array", "items": {"type": "object", "required": ["name", "version", "input", "labels"]}}}}),

@@ -26,12 +26,14 @@ class Load:
     """`total` POSTs of one body from `concurrency` threads; counts status codes and failures."""
 
     def __init__(self, url: str, body: bytes, content_type: str = "image/png", total: int = 200,
-                 concurrency: int = 8, timeout: float = 60.0, pause_after_failure: float = 0.0):
+                 concurrency: int = 8, timeout: float = 60.0, pause_after_failure: float = 0.0, keep=None):
         self.url, self.body, self.content_type = url, body, content_type
+        self.keep = keep  # keep(response) -> a value recorded with the time of each 200 answer, in self.kept
         self.total, self.concurrency, self.timeout = total, concurrency, timeout
         self.pause_after_failure = pause_after_failure  # a client that backs off, rather than spinning on refusals
         self.results: Counter = Counter()
         self.latencies: list[float] = []
+        self.kept: list[tuple[float, object]] = []
         self.started = 0
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -48,6 +50,8 @@ class Load:
             self.results[key] += 1
             if key == 200:
                 self.latencies.append(time.perf_counter() - t)
+                if self.keep is not None:
+                    self.kept.append((time.monotonic(), self.keep(r)))
 
     def _worker(self) -> None:
         while True:

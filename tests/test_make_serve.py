@@ -1,8 +1,12 @@
 """`make serve` really serves the committed model: gunicorn on a free port, a real HTTP request."""
+import os
+import subprocess
+
 import requests
 
-from tests.conftest import free_port, running_server
+from tests.conftest import REPO, free_port, running_server
 from tests.images import as_upload, encode
+from tests.procs import wait_for
 
 
 def test_make_serve_classifies_an_mnist_digit(mnist_dir):
@@ -18,3 +22,9 @@ def test_make_serve_classifies_an_mnist_digit(mnist_dir):
             resp = requests.post(server.base_url + "/predict", files={"image": ("d.png", png, "image/png")}, timeout=10)
             assert resp.status_code == 200, resp.text
             assert resp.json()["digit"] == int(test.labels[i])
+        # `make reload` finds the master through the pidfile `make serve` wrote: the worker reloads in
+        # place and, with nothing new published, keeps serving the same version.
+        subprocess.run(["make", "-s", "reload"], cwd=REPO, env={**os.environ, "PORT": str(port)}, check=True, timeout=60)
+        ready = wait_for(lambda: (lambda r: r if r["last_reload"]["outcome"] == "unchanged" else None)(
+            requests.get(server.base_url + "/readyz", timeout=5).json()), 30, what="a reload")
+        assert ready["status"] == "ready" and ready["model"]["version"] == 1
