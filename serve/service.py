@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serve.batcher import Batcher
 from serve.config import ServeConfig
 from serve.errors import NotReady
 from serve.model_store import ModelError, load_manifest, resolve
@@ -27,21 +28,25 @@ class ModelService:
         self.model_dir: Path | None = None
         self.error: str | None = None
         self._base = None
+        self._batcher = None
         self._local = threading.local()
         self._load()
 
     def _load(self) -> None:
-        from serve.predictor import Predictor
+        from serve.predictor import load_predictor
 
         try:
             self.model_dir = resolve(self.config.model_dir)
             self.manifest = load_manifest(self.model_dir, verify=True)
             self.spec = Spec.from_manifest(self.manifest)
-            self._base = Predictor(self.model_dir, self.manifest, threads=self.config.predictor_threads, onednn=self.config.onednn)
+            self._base = load_predictor(self.model_dir, self.manifest, self.config)
             self._local.predictor = self._base
             t = time.perf_counter()
             for n in (1, 8):  # warm-up: the first runs allocate and pick kernels
                 self._base(np.zeros((n, *self.manifest["input"]["shape"][1:]), np.float32))
+            if self.config.batching:  # one inference thread runs the warmed-up predictor for every request
+                self._batcher = Batcher(self._base, max_batch_size=self.config.max_batch_size, max_delay_us=self.config.max_queue_delay_us,
+                                        max_queue_images=self.config.max_queue_images)
             log.info("model ready", extra={"model_dir": str(self.model_dir), "warmup_ms": round((time.perf_counter() - t) * 1000, 1)})
         except (ModelError, OSError, ValueError, KeyError, RuntimeError) as e:
             self.error = f"{type(e).__name__}: {e}"
@@ -66,4 +71,6 @@ class ModelService:
         return p
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        if self._batcher is not None and self.ready:
+            return self._batcher(batch)
         return self.predictor()(batch)
