@@ -91,11 +91,17 @@ def markdown(result: dict) -> str:
                 continue
             name = {"inference": "Paddle Inference", "dygraph": "Paddle dygraph", "onnxruntime": "ONNX Runtime"}[r["engine"]]
             if r["engine"] == "inference":
-                name += f", oneDNN {r['onednn']}"
+                name += f", oneDNN {r['onednn']}" + (", IR optimisation off" if r.get("ir_optim") == "off" else "")
             lat = r["latency_batch1"]
             rows.append([name, r["threads"], lat.get("median_ms"), lat.get("p99_ms"),
                          *[r["throughput"].get(b, {}).get("images_per_s") for b in batches]])
         lines += _table(["engine", "threads", "batch 1 median ms", "batch 1 p99 ms", *[f"batch {b} img/s" for b in batches]], rows)
+        ratios = sec["model"].get("paddle_over_onnxruntime", {})
+        if ratios:
+            lines += [f"Paddle Inference (oneDNN on, the serving default) ÷ ONNX Runtime, medians of per-round ratios "
+                      f"over {sec['model'].get('rounds')} interleaved rounds (target <= 1.25):", ""]
+            lines += _table(["threads", "batch 1 latency", "batch 64 time per image"],
+                            [[t, r["batch 1 latency"], r["batch 64 time per image"]] for t, r in ratios.items()])
 
     if "preprocess" in sec and "error" not in sec["preprocess"]:
         lines += ["## Preprocessing per image (decode + serve/preprocess.py, one core)", ""]
