@@ -130,7 +130,8 @@ def _median_run(rs: list[dict]) -> dict:
         return rs[0] if rs else {"error": "no run"}
     med = lambda xs: round(statistics.median(xs), 4)  # noqa: E731
     row = {**ok[0], "rounds": len(ok)}
-    row["latency_batch1"] = {k: med([r["latency_batch1"][k] for r in ok]) for k in ("median_ms", "p99_ms")}
+    row["latency_batch1"] = {"n": sum(r["latency_batch1"]["n"] for r in ok),
+                             **{k: med([r["latency_batch1"][k] for r in ok]) for k in ("median_ms", "p99_ms")}}
     row["throughput"] = {b: {"images_per_s": med([r["throughput"][b]["images_per_s"] for r in ok])} for b in ok[0]["throughput"]}
     return row
 
@@ -149,7 +150,8 @@ def http_section(args) -> dict:
     if args.quick:
         extra += ["--duration", "1", "--max-requests", "60", "--concurrency", "1,8", "--batch", "8", "--batch-concurrency", "2",
                   "--warmup", "10", "--soak", "60", "--soak-timeout", "10"]
-    for s in args.server or []:
+    # The smoke run serves the defaults only; the full run also the settings before (after/before ratios).
+    for s in args.server or ([""] if args.quick else []):
         extra += ["--server", s]
     return run_section("bench.http_load", extra, timeout=3600)
 
