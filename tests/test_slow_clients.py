@@ -4,6 +4,7 @@ default gunicorn setup, a normal client's requests keep succeeding, each well wi
 times out: make bench measures both.)"""
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -37,3 +38,10 @@ def test_64_trickling_connections_do_not_starve_normal_requests(committed_model,
             held = slow.sent
         assert outcomes == [200] * 20, outcomes
         assert held >= 64 and slow.closed_by_server == 0, "the slow clients were not kept open: the test proves nothing"
+    # The lean hot path: one log line per request, the app's, carrying route and model version.
+    lines = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines() if line.startswith("{")]
+    version = json.loads((committed_model / "manifest.json").read_text())["version"]
+    predicts = [e for e in lines if e.get("path") == "/predict"]  # the slow clients' too, cut off when they closed
+    assert [e["status"] for e in predicts].count(200) == 20
+    assert all(e["route"] == "/predict" and e["model_version"] == version and e["request_id"] for e in predicts)
+    assert not [e for e in lines if "user_agent" in e], "gunicorn's access line is off by default"
