@@ -47,6 +47,11 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self._thread.start()
 
+    @property
+    def queued_images(self) -> int:
+        """Images waiting for the inference thread (not those in the call running now)."""
+        return self._queued_images
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """This request's probabilities (blocks until its batch has run)."""
         item = _Item(images)

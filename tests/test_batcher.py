@@ -29,6 +29,13 @@ class Recorder:
         return batch.reshape(len(batch), -1)[:, :2] * 2.0 + 1.0
 
 
+def wait_until(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
 def request_images(tag: int, n: int) -> np.ndarray:
     """n distinct images carrying the request's tag and their index."""
     x = np.zeros((n, 1, 2, 2), np.float32)
@@ -88,23 +95,23 @@ def test_an_inference_failure_reaches_every_request_of_that_batch_and_the_thread
 
 
 def test_a_full_queue_sheds_load_at_once():
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def blocked(batch):
-        release.wait(10)
+        started.set()
+        release.wait(30)
         return batch.reshape(len(batch), -1)
 
     batcher = Batcher(blocked, max_batch_size=2, max_delay_us=0, max_queue_images=3)
     pool = ThreadPoolExecutor(max_workers=4)
     try:
         running = pool.submit(batcher, request_images(0, 2))  # taken by the inference thread, which blocks
-        time.sleep(0.2)
+        assert started.wait(30)
         queued = [pool.submit(batcher, request_images(1, 2)), pool.submit(batcher, request_images(2, 1))]
-        time.sleep(0.2)
-        t = time.monotonic()
+        wait_until(lambda: batcher.queued_images == 3)
         with pytest.raises(Overloaded) as err:
-            batcher(request_images(3, 1))  # 3 images wait already: refused without waiting
-        assert time.monotonic() - t < 1.0
+            batcher(request_images(3, 1))  # 3 images wait already: refused, not queued
+        assert batcher.queued_images == 3
         assert err.value.status == 503 and err.value.headers()["Retry-After"].isdigit()
         release.set()
         assert [f.result(timeout=10).shape[0] for f in (running, *queued)] == [2, 2, 1]
@@ -157,16 +164,17 @@ def test_the_real_model_batched_across_concurrent_http_requests_answers_each_as_
 def test_overload_is_503_with_retry_after_on_both_protocols(batched_app, committed_model):
     """The queue is full (its one slot held by a blocked batch): /predict and /v2 answer 503 + Retry-After."""
     service = batched_app.extensions["digits"]
-    release = threading.Event()
-    own = Batcher(lambda b: (release.wait(10), service.predictor()(b))[1], max_batch_size=1, max_delay_us=0,
+    started, release = threading.Event(), threading.Event()
+    own = Batcher(lambda b: (started.set(), release.wait(30), service.predictor()(b))[2], max_batch_size=1, max_delay_us=0,
                   max_queue_images=1)
     saved, service._batcher = service._batcher, own
     png = encode(np.pad(np.full((40, 10), 0, np.uint8), 40, constant_values=255))
     pool = ThreadPoolExecutor(max_workers=2)
     try:
         first = pool.submit(own, np.zeros((1, 1, 28, 28), np.float32))  # held in inference
+        assert started.wait(30)
         second = pool.submit(own, np.zeros((1, 1, 28, 28), np.float32))  # fills the queue
-        time.sleep(0.3)
+        wait_until(lambda: own.queued_images == 1)
         client = batched_app.test_client()
         r = client.post("/predict", data=png, content_type="image/png")
         assert r.status_code == 503 and r.json["error"]["code"] == "overloaded" and r.headers["Retry-After"] == "1"
