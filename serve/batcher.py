@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from serve.errors import Overloaded
+from serve.errors import NotReady, Overloaded
 
 
 class _Item:
@@ -43,6 +43,7 @@ class Batcher:
         self._on_batch = on_batch
         self._queue: deque[_Item] = deque()
         self._queued_images = 0
+        self._closed = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="inference", daemon=True)
         self._thread.start()
@@ -56,6 +57,8 @@ class Batcher:
         """This request's probabilities (blocks until its batch has run)."""
         item = _Item(images)
         with self._cond:
+            if self._closed:
+                raise NotReady("the model is being replaced; retry")
             # An empty queue always takes a request, so one larger than the bound is still served.
             if self._queue and self._queued_images + len(images) > self.max_queue_images:
                 raise Overloaded(f"{self._queued_images} images are waiting for inference; retry shortly")
@@ -67,10 +70,20 @@ class Batcher:
             raise item.error
         return item.result
 
+    def close(self) -> None:
+        """Refuse new requests, serve the ones queued, then end the inference thread (a model reload
+        swaps in a new Batcher, then closes the old one)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
     def _take(self) -> list[_Item]:
-        """Block until requests wait; take them up to max_batch_size images."""
+        """Block until requests wait; take them up to max_batch_size images ([] once closed and drained)."""
         with self._cond:
             while not self._queue:
+                if self._closed:
+                    return []
                 self._cond.wait()
             if self._delay_s and self._queued_images < self.max_batch_size:
                 deadline = time.monotonic() + self._delay_s
@@ -85,8 +98,7 @@ class Batcher:
             return taken
 
     def _loop(self) -> None:
-        while True:
-            items = self._take()
+        while items := self._take():
             try:
                 batch = items[0].images if len(items) == 1 else np.concatenate([i.images for i in items])
                 t = time.perf_counter()

@@ -6,9 +6,6 @@ import os
 from dataclasses import dataclass
 
 
-BATCHING_DEFAULT = True  # chosen by make bench (README, Benchmarks)
-
-
 @dataclass(frozen=True)
 class ServeConfig:
     model_dir: str = "models"  # a version folder, a models/<name> folder, or models/ with one name
@@ -23,7 +20,7 @@ class ServeConfig:
     backend: str = "paddle"  # or "onnxruntime": the model folder's model.onnx (serve/predictor.py)
     ir_optim: bool = True  # Paddle Inference's graph passes (fusions): faster at every batch size measured
     # Dynamic batching (serve/batcher.py): concurrent requests' images share one inference call.
-    batching: bool = BATCHING_DEFAULT
+    batching: bool = True  # on: faster than off at concurrency 1, 8 and 32 here (README, Benchmarks)
     max_batch_size: int = 64  # images per inference call
     max_queue_delay_us: int = 0  # how long the first waiting request may wait for more (0: never)
     max_queue_images: int = 512  # images waiting beyond this: 503 + Retry-After

@@ -94,6 +94,21 @@ def test_an_inference_failure_reaches_every_request_of_that_batch_and_the_thread
     assert batcher(request_images(2, 3)).shape == (3, 4)
 
 
+def test_close_serves_what_is_queued_then_refuses_and_ends_its_thread():
+    from serve.errors import NotReady
+
+    model = Recorder(slow_s=0.05)
+    batcher = Batcher(model, max_batch_size=1, max_delay_us=0, max_queue_images=100)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        pending = [pool.submit(batcher, request_images(t, 1)) for t in range(4)]
+        wait_until(lambda: batcher.queued_images + len(model.sizes) == 4)  # all four in
+        batcher.close()
+        assert [f.result(timeout=30)[0, 0] for f in pending] == [t * 2.0 + 1.0 for t in range(4)]
+    assert not batcher._thread.is_alive()
+    with pytest.raises(NotReady):
+        batcher(request_images(9, 1))
+
+
 def test_a_full_queue_sheds_load_at_once():
     started, release = threading.Event(), threading.Event()
 
