@@ -84,25 +84,56 @@ def run_section_script(python: str, args: list[str]) -> dict:
 
 
 def model_section(args) -> dict:
+    """Paddle Inference settings and ONNX Runtime on the same exported model, interleaved in rounds
+    (machine load drifts hit every engine alike); each row holds the medians over the rounds."""
     q = args.quick
     common = ["--model-dir", args.model_dir]
-    common += ["--latency-runs", "50", "--images", "128", "--budget-s", "1"] if q else \
-              ["--latency-runs", "3000", "--images", "6400", "--budget-s", "8"]
-    runs = []
+    common += ["--latency-runs", "50", "--images", "128", "--budget-s", "1", "--batches", "1,64"] if q else \
+              ["--latency-runs", "3000", "--images", "6400", "--budget-s", "5", "--batches", "1,8,64"]
     threads = (1,) if q else (1, 2)
+    configs = []  # (key, bench.model_speed args)
     for t in threads:
-        for onednn in (("on",) if q else ("on", "off")):
-            runs.append(run_section("bench.model_speed", ["--engine", "inference", "--threads", str(t), "--onednn", onednn, *common], timeout=300))
-        runs.append(run_section("bench.model_speed", ["--engine", "dygraph", "--threads", str(t), *common], timeout=300))
+        configs.append((f"inference-t{t}", ["--engine", "inference", "--threads", str(t)]))
+        if t == 1 and not q:
+            configs.append(("inference-t1-onednn-off", ["--engine", "inference", "--threads", "1", "--onednn", "off"]))
+            configs.append(("inference-t1-ir-off", ["--engine", "inference", "--threads", "1", "--ir-optim", "off"]))
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
+        # The quick smoke run skips the conversion (paddle2onnx takes ~20 s).
+        conv = {"skipped": "quick run"} if q else run_section("bench.model_speed", ["--convert-onnx", tmp, *common], timeout=300)
+        if "onnx" in conv:
+            configs += [(f"onnxruntime-t{t}", ["--engine", "onnxruntime", "--threads", str(t), "--onnx", conv["onnx"]]) for t in threads]
+        runs: dict = {key: [] for key, _ in configs}
+        for _ in range(1 if q else args.model_rounds):
+            for key, extra in configs:
+                runs[key].append(run_section("bench.model_speed", [*extra, *common], timeout=300))
+    out = [_median_run(rs) for rs in runs.values()]
     if not q:
-        with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
-            conv = run_section("bench.model_speed", ["--convert-onnx", tmp, *common], timeout=300)
-            if "onnx" in conv:
-                for t in threads:
-                    runs.append(run_section("bench.model_speed", ["--engine", "onnxruntime", "--threads", str(t), "--onnx", conv["onnx"], *common], timeout=300))
-            else:
-                runs.append({"engine": "onnxruntime", **conv})
-    return {"runs": runs}
+        out += [run_section("bench.model_speed", ["--engine", "dygraph", "--threads", str(t), *common], timeout=300) for t in threads]
+    if "onnx" not in conv and not q:
+        out.append({"engine": "onnxruntime", **conv})
+    ratios = {}
+    for t in threads:  # Paddle Inference (the serving default) over ONNX Runtime, per round, then the median
+        pd, ort = runs.get(f"inference-t{t}", []), runs.get(f"onnxruntime-t{t}", [])
+        pairs = [(a, b) for a, b in zip(pd, ort) if "error" not in a and "error" not in b]
+        if pairs:
+            ratios[f"threads {t}"] = {
+                "batch 1 latency": round(statistics.median(a["latency_batch1"]["median_ms"] / b["latency_batch1"]["median_ms"] for a, b in pairs), 2),
+                "batch 64 time per image": round(statistics.median(b["throughput"]["64"]["images_per_s"] / a["throughput"]["64"]["images_per_s"]
+                                                                   for a, b in pairs), 2)}
+    return {"runs": out, "rounds": 1 if q else args.model_rounds, "paddle_over_onnxruntime": ratios}
+
+
+def _median_run(rs: list[dict]) -> dict:
+    """One row from a config's rounds: the medians of its latency and throughput figures."""
+    ok = [r for r in rs if "error" not in r]
+    if not ok:
+        return rs[0] if rs else {"error": "no run"}
+    med = lambda xs: round(statistics.median(xs), 4)  # noqa: E731
+    row = {**ok[0], "rounds": len(ok)}
+    row["latency_batch1"] = {"n": sum(r["latency_batch1"]["n"] for r in ok),
+                             **{k: med([r["latency_batch1"][k] for r in ok]) for k in ("median_ms", "p99_ms")}}
+    row["throughput"] = {b: {"images_per_s": med([r["throughput"][b]["images_per_s"] for r in ok])} for b in ok[0]["throughput"]}
+    return row
 
 
 def preprocess_section(args) -> dict:
@@ -119,7 +150,8 @@ def http_section(args) -> dict:
     if args.quick:
         extra += ["--duration", "1", "--max-requests", "60", "--concurrency", "1,8", "--batch", "8", "--batch-concurrency", "2",
                   "--warmup", "10", "--soak", "60", "--soak-timeout", "10"]
-    for s in args.server or []:
+    # The smoke run serves the defaults only; the full run also the settings before (after/before ratios).
+    for s in args.server or ([""] if args.quick else []):
         extra += ["--server", s]
     return run_section("bench.http_load", extra, timeout=3600)
 
@@ -133,6 +165,7 @@ def main(argv=None) -> int:
     p.add_argument("--runs-dir", action="append",
                    help="where to find finished cnn runs for the time to 99%% validation accuracy (repeatable; default: runs)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved repeats of each training setting (default: 3)")
+    p.add_argument("--model-rounds", type=int, default=3, help="interleaved repeats of each model-only setting (default: 3)")
     p.add_argument("--train-steps", type=int, default=40, help="timed training steps per setting and round (default: 40)")
     p.add_argument("--torch-python", default=os.environ.get("BENCH_TORCH_PYTHON"),
                    help="an interpreter with torch, for the reference numbers (default: $BENCH_TORCH_PYTHON; none: skipped)")

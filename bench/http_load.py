@@ -3,8 +3,11 @@
 python -m bench.http_load [--quick] [--server WORKERS=2,THREADS=1 ...]
 
 For each server setting: /healthz (the floor: the cheapest request the stack can answer) and
-/predict with one PNG at concurrency 1, 8 and 32, batches of 64 PNGs, then worker memory after
+/predict with one PNG at concurrency 1, 8 and 32, batches of 64 PNGs, /predict at concurrency 8
+while 64 slow clients trickle their bodies (tests/slow_clients.py), then worker memory after
 warm-up and after a soak of 10,000 /predict requests. wrk shares the machine's cores with the server.
+By default two servers, interleaved in one run: the settings before issue 16 (sync workers, no
+batching) and the defaults, with after/before ratios.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import PYTHON, REPO, digits, emit
+
+BEFORE = "THREADS=1,BATCHING=0,ACCESS_LOG=-"  # sync workers, no batching, two log lines per request
 
 WRK_SCRIPT = Path(__file__).with_name("wrk") / "bench.lua"
 BOUNDARY = "benchBoundary7d2a1f"
@@ -149,6 +154,46 @@ def wrk(url: str, *, connections: int, duration_s: float, max_requests: int, bod
     return {"error": f"wrk exited {proc.returncode}", "output": out[-2000:]}
 
 
+def slow_clients_run(server: Server, args, body: Path) -> dict:
+    """/predict at concurrency 8 while args.slow_clients connections trickle a body each."""
+    from tests.slow_clients import SlowClients
+
+    with SlowClients(server.port, args.slow_clients, interval_s=0.5) as slow:
+        time.sleep(0.5)
+        r = wrk(server.url + "/predict", connections=8, duration_s=args.duration, max_requests=args.max_requests, body=body)
+        r["slow_clients"] = args.slow_clients
+        r["slow_clients_closed_by_server"] = slow.closed_by_server
+    return r
+
+
+def compare(results: list[dict]) -> dict:
+    """after/before ratios of the headline figures, when the run holds the before setting and another."""
+    by_label = {r.get("label"): r for r in results if "error" not in r}
+    before = by_label.get(BEFORE)  # a server's label is its setting string
+    if before is None:
+        return {}
+    out = {}
+    for label, after in by_label.items():
+        if after is before:
+            continue
+
+        def ratio(get):
+            try:
+                a, b = get(after), get(before)
+                return round(a / b, 2) if a and b else None
+            except (KeyError, TypeError):
+                return None
+
+        out[label] = {
+            "predict_c8_requests_per_s": ratio(lambda s: s["predict"]["8"]["requests_per_s"]),
+            "healthz_c8_requests_per_s": ratio(lambda s: s["healthz"]["8"]["requests_per_s"]),
+            "predict_over_healthz_c8": ratio(lambda s: s["efficiency"]["8"]),
+            "batch_images_per_s": ratio(lambda s: max(r.get("images_per_s") or 0 for r in s["predict_batch"]["by_concurrency"].values())),
+            "slow_clients_predict_c8_requests_per_s": ratio(lambda s: s["slow_clients"]["requests_per_s"]),
+        }
+    return {"before": before["label"], "after_over_before": out}
+
+
 def parse_server(spec: str) -> dict:
     """'WORKERS=2,THREADS=1' -> {'WORKERS': '2', 'THREADS': '1'} (empty: the gunicorn.conf.py defaults)."""
     return dict(kv.split("=", 1) for kv in spec.split(",") if kv)
@@ -184,6 +229,7 @@ def bench_server(env: dict, args, work: Path) -> dict:
                 r["images_per_s"] = round(r["requests_per_s"] * args.batch, 1)
             batch[str(c)] = r
         result["predict_batch"] = {"batch": args.batch, "by_concurrency": batch}
+        result["slow_clients"] = slow_clients_run(server, args, bodies["single"])
         result["efficiency"] = {c: round(result["predict"][c]["requests_per_s"] / result["healthz"][c]["requests_per_s"], 3)
                                 for c in result["predict"]
                                 if result["predict"][c].get("requests_per_s") and result["healthz"][c].get("requests_per_s")}
@@ -227,6 +273,7 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=400)
     p.add_argument("--soak", type=int, default=10000, help="/predict requests between the memory readings (default: 10000)")
     p.add_argument("--soak-timeout", type=float, default=120.0)
+    p.add_argument("--slow-clients", type=int, default=64, help="trickling connections held open during one /predict run (default: 64)")
     p.add_argument("--log-dir", help="keep the server logs here (default: a temporary folder)")
     args = p.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -237,7 +284,7 @@ def main(argv=None) -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         tmp = args.log_dir or tmp
-        for spec in args.server or [""]:
+        for spec in args.server or [BEFORE, ""]:
             try:
                 results.append(bench_server(parse_server(spec), args, Path(tmp)))
             except Exception as e:  # noqa: BLE001 - one failing setting must not lose the others
@@ -245,7 +292,7 @@ def main(argv=None) -> None:
                 results.append({"server": parse_server(spec), "error": f"{type(e).__name__}: {e}",
                                 "log_tail": log[-1].read_text()[-3000:] if log else ""})
     emit({"wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0:1],
-          "servers": results})
+          "servers": results, "comparison": compare(results)})
 
 
 if __name__ == "__main__":

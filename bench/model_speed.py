@@ -9,6 +9,7 @@ Each call measures one engine with one thread setting, so the parent runs it in 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ def engine(args, path: Path, manifest: dict):
     if args.engine == "inference":
         from serve.predictor import Predictor
 
-        return Predictor(path, manifest, threads=args.threads, onednn=args.onednn == "on")
+        return Predictor(path, manifest, threads=args.threads, onednn=args.onednn == "on", ir_optim=args.ir_optim == "on")
     if args.engine == "dygraph":
         import paddle
 
@@ -74,6 +75,7 @@ def main(argv=None) -> None:
     p.add_argument("--engine", choices=["inference", "dygraph", "onnxruntime"], default="inference")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--onednn", choices=["on", "off"], default="on")
+    p.add_argument("--ir-optim", choices=["on", "off"], default="on", help="Paddle Inference's graph passes (default: on)")
     p.add_argument("--onnx", help="model.onnx for --engine onnxruntime")
     p.add_argument("--batches", default="1,8,64", help="batch sizes for throughput (default: 1,8,64)")
     p.add_argument("--latency-runs", type=int, default=2000, help="batch-1 calls timed for latency (default: 2000)")
@@ -103,6 +105,7 @@ def main(argv=None) -> None:
         times = time_calls(lambda: run(batch), warmup=max(3, min(20, calls // 10)), runs=calls, budget_s=args.budget_s)
         throughput[str(b)] = {"images_per_s": round(b * len(times) / sum(times), 1), "call": stats_ms(times)}
     emit({"engine": args.engine, "threads": args.threads, "onednn": args.onednn if args.engine == "inference" else None,
+          "ir_optim": args.ir_optim if args.engine == "inference" else None, "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE"),
           "setup_s": round(setup_s, 3), "latency_batch1": stats_ms(latency), "throughput": throughput})
 
 

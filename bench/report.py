@@ -6,6 +6,7 @@ TARGETS = {
     "p99_ms_c8": 20.0,  # /predict p99 latency at concurrency 8
     "batch_images_per_s": 5000.0,  # images/s with batches of 64
     "rss_growth_mib": 2.0,  # worker RSS growth over the second half of the soak
+    "slow_clients_p99_ms": 100.0,  # /predict p99 at concurrency 8 with 64 trickling clients open, no failures
 }
 
 
@@ -28,6 +29,9 @@ def targets(result: dict) -> list[dict]:
              lambda v: v <= TARGETS["p99_ms_c8"]),
             (f"images/s, batches of {s.get('predict_batch', {}).get('batch')}", max(batch) if batch else None,
              f">= {TARGETS['batch_images_per_s']:.0f}", lambda v: v >= TARGETS["batch_images_per_s"]),
+            (f"/predict p99 at c=8, {s.get('slow_clients', {}).get('slow_clients')} trickling clients open (ms)",
+             s.get("slow_clients", {}).get("latency_ms", {}).get("p99"), f"<= {TARGETS['slow_clients_p99_ms']:.0f}, no errors",
+             lambda v: v <= TARGETS["slow_clients_p99_ms"] and not s["slow_clients"].get("non_2xx_or_errors")),
             ("worker RSS growth, 2nd half of soak (MiB)", max(growth) if growth else None,
              f"<= {TARGETS['rss_growth_mib']}", lambda v: v <= TARGETS["rss_growth_mib"] and s["memory"].get("workers_unchanged", False)),
         ]
@@ -91,11 +95,17 @@ def markdown(result: dict) -> str:
                 continue
             name = {"inference": "Paddle Inference", "dygraph": "Paddle dygraph", "onnxruntime": "ONNX Runtime"}[r["engine"]]
             if r["engine"] == "inference":
-                name += f", oneDNN {r['onednn']}"
+                name += f", oneDNN {r['onednn']}" + (", IR optimisation off" if r.get("ir_optim") == "off" else "")
             lat = r["latency_batch1"]
             rows.append([name, r["threads"], lat.get("median_ms"), lat.get("p99_ms"),
                          *[r["throughput"].get(b, {}).get("images_per_s") for b in batches]])
         lines += _table(["engine", "threads", "batch 1 median ms", "batch 1 p99 ms", *[f"batch {b} img/s" for b in batches]], rows)
+        ratios = sec["model"].get("paddle_over_onnxruntime", {})
+        if ratios:
+            lines += [f"Paddle Inference (oneDNN on, the serving default) ÷ ONNX Runtime, medians of per-round ratios "
+                      f"over {sec['model'].get('rounds')} interleaved rounds (target <= 1.25):", ""]
+            lines += _table(["threads", "batch 1 latency", "batch 64 time per image"],
+                            [[t, r["batch 1 latency"], r["batch 64 time per image"]] for t, r in ratios.items()])
 
     if "preprocess" in sec and "error" not in sec["preprocess"]:
         lines += ["## Preprocessing per image (decode + serve/preprocess.py, one core)", ""]
@@ -142,6 +152,11 @@ def markdown(result: dict) -> str:
             lines += _table([f"batch of {pb['batch']}: concurrency", "requests/s", "images/s", "p50 ms", "p99 ms", "errors"],
                             [[int(c), r.get("requests_per_s"), r.get("images_per_s"), r.get("latency_ms", {}).get("p50"),
                               r.get("latency_ms", {}).get("p99"), r.get("non_2xx_or_errors")] for c, r in pb["by_concurrency"].items()])
+            sc = s.get("slow_clients")
+            if sc:
+                lines += [f"With {sc.get('slow_clients')} slow clients trickling their bodies: /predict at concurrency 8 "
+                          f"{_fmt(sc.get('requests_per_s'))} req/s, p99 {_fmt(sc.get('latency_ms', {}).get('p99'))} ms, "
+                          f"{sc.get('non_2xx_or_errors')} errors or timeouts.", ""]
             mem = s["memory"]
             rows = [[pid, mem["after_warmup"][pid].get("rss_mib"), mem["after_half_soak"][pid].get("rss_mib"),
                      mem["after_soak"][pid].get("rss_mib"), mem["after_soak"][pid].get("pss_mib")] for pid in mem["after_soak"]]
@@ -149,6 +164,13 @@ def markdown(result: dict) -> str:
                       f"workers {'unchanged' if mem['workers_unchanged'] else 'REPLACED during the soak'}.", ""]
             lines += _table(["worker pid", "RSS MiB after warm-up", f"after {mem['soak_requests'] // 2:,}", f"after {mem['soak_requests']:,}",
                              "PSS MiB at end"], rows)
+
+    comparison = sec.get("http", {}).get("comparison", {})
+    if comparison.get("after_over_before"):
+        lines += [f"### After ÷ before (before: {comparison['before']}; same run)", ""]
+        keys = list(next(iter(comparison["after_over_before"].values())))
+        lines += _table(["server", *[k.replace("_", " ") for k in keys]],
+                        [[label, *[r[k] for k in keys]] for label, r in comparison["after_over_before"].items()])
 
     if result.get("targets"):
         lines += ["## Targets", ""]

@@ -78,13 +78,15 @@ def create_app(config: dict | None = None) -> Flask:
         method = request.method if request.method in _METHODS else "other"
         metrics.requests.labels(route, method, str(response.status_code)).inc()
         metrics.latency.labels(route).observe(elapsed)
+        # The one line per request (gunicorn's access log is off by default: ACCESS_LOG).
         log.info("request", extra={"request_id": g.get("request_id"), "method": request.method, "path": request.path,
-                                   "status": response.status_code, "duration_ms": round(elapsed * 1000, 2)})
+                                   "route": route, "status": response.status_code, "duration_ms": round(elapsed * 1000, 2),
+                                   "model_version": service.manifest["version"] if service.manifest else None})
         return response
 
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
-        return jsonify(e.body()), e.status
+        return jsonify(e.body()), e.status, e.headers()
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):

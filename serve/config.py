@@ -19,6 +19,13 @@ class ServeConfig:
     top_k: int = 3
     predictor_threads: int = 1  # math threads per predictor
     onednn: bool = True
+    backend: str = "paddle"  # or "onnxruntime": the model folder's model.onnx (serve/predictor.py)
+    ir_optim: bool = True  # Paddle Inference's graph passes (fusions): faster at every batch size measured
+    # Dynamic batching (serve/batcher.py): concurrent requests' images share one inference call.
+    batching: bool = True  # on: faster than off at concurrency 1, 8 and 32 here (README, Benchmarks)
+    max_batch_size: int = 64  # images per inference call
+    max_queue_delay_us: int = 0  # how long the first waiting request may wait for more (0: never)
+    max_queue_images: int = 512  # images waiting beyond this: 503 + Retry-After
     log_level: str = "INFO"
 
     # environment variable -> field
@@ -34,6 +41,12 @@ class ServeConfig:
         "TOP_K": "top_k",
         "PREDICTOR_THREADS": "predictor_threads",
         "ONEDNN": "onednn",
+        "BACKEND": "backend",
+        "IR_OPTIM": "ir_optim",
+        "BATCHING": "batching",
+        "MAX_BATCH_SIZE": "max_batch_size",
+        "MAX_QUEUE_DELAY_US": "max_queue_delay_us",
+        "MAX_QUEUE_IMAGES": "max_queue_images",
         "LOG_LEVEL": "log_level",
     }
 

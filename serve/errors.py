@@ -13,6 +13,9 @@ class ApiError(Exception):
     def body(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
 
+    def headers(self) -> dict:
+        return {}
+
 
 class BadRequest(ApiError):
     status, code = 400, "bad_request"
@@ -36,3 +39,12 @@ class NoDigit(ApiError):
 
 class NotReady(ApiError):
     status, code = 503, "not_ready"
+
+
+class Overloaded(ApiError):
+    """Shed load: more images wait for inference than the queue holds. Retry-After says when to retry."""
+    status, code = 503, "overloaded"
+    retry_after_s = 1
+
+    def headers(self) -> dict:
+        return {"Retry-After": str(self.retry_after_s)}

@@ -14,7 +14,10 @@ import time
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WORKERS", multiprocessing.cpu_count()))
-threads = int(os.environ.get("THREADS", "1"))
+# Threaded workers by default: a client that trickles its body holds one thread, not the worker, so
+# 64 of them leave /predict its latency (tests/test_slow_clients.py; make bench measures it), and
+# concurrent requests' images meet in one inference call (serve/batcher.py). THREADS=1: sync workers.
+threads = int(os.environ.get("THREADS", "64"))
 worker_class = "gthread" if threads > 1 else "sync"
 preload_app = False
 timeout = int(os.environ.get("TIMEOUT", "30"))
@@ -30,7 +33,9 @@ limit_request_field_size = int(os.environ.get("LIMIT_REQUEST_FIELD_SIZE", "8190"
 control_socket_disable = True
 worker_tmp_dir = os.environ.get("WORKER_TMP_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-accesslog = os.environ.get("ACCESS_LOG", "-") or None
+# Off by default: the app writes one JSON line per request (request id, route, status, duration,
+# model version); ACCESS_LOG=- adds gunicorn's line, with the client's address and User-Agent.
+accesslog = os.environ.get("ACCESS_LOG", "") or None
 errorlog = "-"
 access_log_format = (
     '{"ts":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","query":"%(q)s","status":%(s)s,'

@@ -62,7 +62,8 @@ def _error(message: str, status: int):
 
 @bp.errorhandler(ApiError)
 def _api_error(e: ApiError):
-    return _error(e.message, e.status)
+    body, status = _error(e.message, e.status)
+    return body, status, e.headers()
 
 
 @bp.errorhandler(HTTPException)

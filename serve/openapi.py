@@ -179,7 +179,7 @@ def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
                                   f"more than {cfg.max_batch} images or {cfg.max_form_parts} form parts"),
                     "415": _error(f"Not one of: {', '.join(image_types)} (checked by content, before decoding)"),
                     "422": _error("No digit found: blank or inkless image"),
-                    "503": _error("Model not loaded"),
+                    "503": _error("Model not loaded, or overloaded (with Retry-After)"),
                 },
             }},
             "/": {"get": {"summary": "The web page: draw or upload a digit (it calls /predict)", "responses": {

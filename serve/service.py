@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serve.batcher import Batcher
 from serve.config import ServeConfig
 from serve.errors import NotReady
 from serve.model_store import Candidates, ModelError, candidates, check_version, fingerprint, load_manifest, versions
@@ -32,12 +33,32 @@ _LOAD_ERRORS = (ModelError, OSError, ValueError, KeyError, RuntimeError)
 class LoadedModel:
     """One verified, warmed-up version: its manifest, its preprocessing spec and its predictors."""
 
-    def __init__(self, folder: Path, manifest: dict, spec: Spec, base):
+    def __init__(self, folder: Path, manifest: dict, spec: Spec, base, config: ServeConfig):
         self.folder, self.manifest, self.spec = folder, manifest, spec
         self.identity = {"name": manifest["name"], "version": manifest["version"]}
         self._base, self._base_taken = base, False
         self._local = threading.local()
         self._lock = threading.Lock()
+        # One inference thread per version runs whatever its requests have queued. It calls
+        # predictor() from its own thread, so it takes the warmed-up predictor and nobody shares it.
+        self.batcher = Batcher(lambda batch: self.predictor()(batch), max_batch_size=config.max_batch_size,
+                               max_delay_us=config.max_queue_delay_us,
+                               max_queue_images=config.max_queue_images) if config.batching else None
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Through the batcher while this version serves; once it is retired (closed), the few requests
+        still holding it run on their own thread's predictor, so a switch fails no request."""
+        if self.batcher is not None:
+            try:
+                return self.batcher(batch)
+            except NotReady:
+                pass
+        return self.predictor()(batch)
+
+    def retire(self) -> None:
+        """No new request reaches this version: end its inference thread once its queue is served."""
+        if self.batcher is not None:
+            self.batcher.close()
 
     def predictor(self):
         """This thread's predictor: the warmed-up one for the first thread, a clone (shared weights) for others."""
@@ -123,7 +144,10 @@ class ModelService:
         return model.predictor()
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        return self.predictor()(batch)
+        model = self.model
+        if model is None:
+            raise NotReady(f"model not loaded: {self.error}")
+        return model.probabilities(batch)
 
     # ---- choosing, loading and swapping versions -----------------------------------------------------
 
@@ -174,14 +198,16 @@ class ModelService:
             raise ModelError(f"{folder}: the manifest names model {manifest['name']!r}; "
                              f"this server serves {current.manifest['name']!r}")
         spec = Spec.from_manifest(manifest)
-        from serve.predictor import Predictor
+        from serve.predictor import load_predictor
 
-        base = Predictor(folder, manifest, threads=self.config.predictor_threads, onednn=self.config.onednn)
+        base = load_predictor(folder, manifest, self.config)
         warm_up(base, manifest)
-        return LoadedModel(folder, manifest, spec, base)
+        return LoadedModel(folder, manifest, spec, base, self.config)
 
     def _swap(self, new: LoadedModel, old: LoadedModel | None, load_ms: float) -> None:
         self._current = new  # one reference assignment: each request sees either version, whole
+        if old is not None:
+            old.retire()
         if self.metrics is not None:
             if old is not None:
                 self.metrics.model_served.labels(old.identity["name"], str(old.identity["version"])).set(0)
