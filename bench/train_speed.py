@@ -10,7 +10,6 @@ Paddle as imported and only sets the math threads when --threads is given.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -87,29 +86,30 @@ def main(argv=None) -> None:
 
 
 def time_to_accuracy(runs_dir: Path, model: str = "cnn", target: float = 0.99) -> dict:
-    """From a finished run's metrics.jsonl: the wall time at the first epoch whose validation accuracy reaches target."""
+    """From finished runs' metrics.jsonl: the training wall time at the first validation reaching target
+    (the newest run that reaches it, else the newest run)."""
+    from train import rundir
+
     found = []
-    for metrics in Path(runs_dir).glob("*/metrics.jsonl"):
+    for run in rundir.runs_under(runs_dir):
         try:
-            cfg = json.loads((metrics.parent / "config.json").read_text())
+            cfg = run.read_config_dict()
         except (OSError, ValueError):
             continue
-        if cfg.get("model") != model:
+        if cfg.get("model") != model or not run.metrics_path.exists():
             continue
-        epochs = [r for r in map(json.loads, metrics.read_text().splitlines()) if r.get("kind") == "epoch"]
-        hit = next((r for r in epochs if r["val_acc"] >= target), None)
-        found.append((metrics.stat().st_mtime, metrics.parent, cfg, epochs, hit))
+        vals = run.read_metrics().validations()
+        found.append((run.metrics_path.stat().st_mtime, run, cfg, vals, rundir.time_to_accuracy(run, target)))
     if not found:
         return {"skipped": f"no {model} run with metrics under {runs_dir}"}
-    _, run, cfg, epochs, hit = max(found, key=lambda f: (f[4] is not None, f[0]))
-    out = {"run": str(run), "target_val_acc": target, "epochs_recorded": len(epochs),
+    _, run, cfg, vals, hit = max(found, key=lambda f: (f[4] is not None, f[0]))
+    out = {"run": str(run), "target_val_acc": target, "validations_recorded": len(vals),
            "threads": cfg.get("threads"), "batch_size": cfg.get("batch_size"),
-           "best_val_acc": max((r["val_acc"] for r in epochs), default=None)}
+           "best_val_acc": max((r["val_acc"] for r in vals), default=None)}
     if hit is None:
         out["reached"] = False
     else:
-        out.update(reached=True, epoch=hit["epoch"] + 1, wall_s=round(hit["wall_s"], 1),
-                   train_images_per_s=[round(r["images_per_s"], 1) for r in epochs[: hit["epoch"] + 1]])
+        out.update(reached=True, epoch=hit["epoch"] + 1, step=hit.get("step"), wall_s=round(hit["wall_s"], 1))
     return out
 
 

@@ -29,6 +29,7 @@ class TrainConfig:
     threads: int = 0  # 0: Paddle's default, $OMP_NUM_THREADS else 1 (fastest here: see make bench)
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: once per epoch only
     keep_checkpoints: int = 2
+    val_per_epoch: int = 2  # validations per epoch (the last at its end): watch time-to-accuracy early on
     patience: int = 0  # early stopping on validation accuracy; 0: off
     log_every: int = 50
     limit_train: int = 0  # use only the first N training records (smoke tests); 0: all
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "convolutions down on a busy machine: use data-parallel processes for more cores)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="also checkpoint every N steps (default: 0 = per epoch)")
     p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, help=f"newest checkpoints kept (default: {d.keep_checkpoints})")
+    p.add_argument("--val-per-epoch", type=int, default=d.val_per_epoch,
+                   help=f"validations per epoch, evenly spaced, the last at its end (default: {d.val_per_epoch})")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stop after N epochs without validation gain (default: 0 = off)")
     p.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between metric lines (default: {d.log_every})")
     p.add_argument("--limit-train", type=int, default=d.limit_train, help="use only the first N training records (default: all)")

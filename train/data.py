@@ -8,12 +8,15 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 from PIL import Image
 
-from train.mnist import IMAGE_SIZE, MEAN, STD
+from train.mnist import IMAGE_SIZE, MEAN, STD, load_split, resolve_data_dir
+
+if TYPE_CHECKING:
+    from train.config import TrainConfig
 
 
 def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,6 +34,42 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
     val.sort()
     train = np.setdiff1d(np.arange(len(labels)), val)
     return train, val
+
+
+@dataclass
+class Dataset:
+    """The three splits as uint8 images [N, 28, 28] and int64 labels, and where they came from."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    info: dict
+
+
+def load_data(cfg: "TrainConfig") -> Dataset:
+    """Validated train/validation/test arrays. The test set is only read here and used once, at the end."""
+    data_dir = resolve_data_dir(cfg.data_dir)
+    train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
+    train_idx, val_idx = stratified_split(train.labels, cfg.val_size, cfg.seed)
+    if cfg.limit_train:
+        train_idx = train_idx[: cfg.limit_train]
+    info = {
+        "dir": str(data_dir),
+        "standard_mnist": train.standard and test.standard,
+        "sha256": {**train.sha256, **test.sha256},
+        "train": int(len(train_idx)),
+        "val": int(len(val_idx)),
+        "test": int(len(test)),
+    }
+    return Dataset(
+        train.images[train_idx], train.labels[train_idx],
+        train.images[val_idx], train.labels[val_idx],
+        test.images, test.labels, info,
+    )
+
 
 
 def normalize(images_u8: np.ndarray) -> np.ndarray:
