@@ -18,8 +18,12 @@ class TrainConfig:
     lr: float = 3e-3
     momentum: float = 0.9
     schedule: str = "onecycle"
+    # One-cycle warm-up: one epoch, so the peak rate arrives early and accuracy rises in the first
+    # minute (a quarter of the run, the old fixed share, left 99% for epoch 6).
+    warmup_epochs: float = 1.0
     weight_decay: float = 5e-4  # L2 (decoupled for adamw)
     l1: float = 0.0
+    label_smoothing: float = 0.0  # cross-entropy against (1 - e) one-hot + e uniform
     dropout: float | None = None  # None: the model's own default
     augment: bool | None = None  # None: on for the default model, off otherwise
     softmax_in_model: bool = False  # the course's pitfall; only for the experiment table
@@ -77,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default: {d.lr})")
     p.add_argument("--momentum", type=float, default=d.momentum, help=f"for momentum (default: {d.momentum})")
     p.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule, help=f"(default: {d.schedule})")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
+                   help=f"one-cycle warm-up length in epochs (default: {d.warmup_epochs})")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"L2 strength (default: {d.weight_decay})")
     p.add_argument("--l1", type=float, default=d.l1, help=f"L1 strength (default: {d.l1})")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help=f"label smoothing of the training loss (default: {d.label_smoothing})")
     p.add_argument("--dropout", type=float, default=None, help="dropout rate (default: 0.3 for cnn, else 0)")
     p.add_argument("--augment", type=_bool, default=None, help="random affine distortions (default: on for cnn)")
     p.add_argument("--softmax-in-model", type=_bool, default=False, help="reproduce the course's pitfall (default: off)")

@@ -87,29 +87,32 @@ class Augment:
     max_shear: float = 0.15
     max_shift_px: float = 2.5
 
-    def apply(self, images_u8: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        n = len(images_u8)
+    def params(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The distortions of n images: inverse matrices [n, 2, 2] and offsets [n, 2] (output -> input pixel)."""
         angle = np.deg2rad(rng.uniform(-self.max_rotate_deg, self.max_rotate_deg, n))
         scale = 1.0 + rng.uniform(-self.max_scale, self.max_scale, n)
         shear = rng.uniform(-self.max_shear, self.max_shear, n)
         shift = rng.uniform(-self.max_shift_px, self.max_shift_px, (n, 2))
-        out = np.empty_like(images_u8)
+        cos, sin = np.cos(angle), np.sin(angle)
+        # forward = rotate @ shear @ scale, about the centre; sampling needs its inverse.
+        forward = np.stack([np.stack([cos, cos * shear - sin], -1), np.stack([sin, sin * shear + cos], -1)], 1)
+        inv = np.linalg.inv(forward * scale[:, None, None])
         c = (IMAGE_SIZE - 1) / 2.0
-        for i in range(n):
-            out[i] = _affine(images_u8[i], angle[i], scale[i], shear[i], shift[i], c)
+        offset = c - np.einsum("nij,nj->ni", inv, c + shift)
+        return inv, offset
+
+    def apply(self, images_u8: np.ndarray, rng: np.random.Generator, part: slice = slice(None)) -> np.ndarray:
+        """Distort images_u8[part] with the draws for the whole of images_u8, so a batch split between
+        processes gives every image the distortion it gets in one process, and each process warps
+        only its own slice. PIL's C warp (~0.1 ms an image) beats a vectorised numpy gather here."""
+        inv, offset = self.params(len(images_u8), rng)
+        idx = np.arange(len(images_u8))[part]
+        out = np.empty((len(idx), *images_u8.shape[1:]), images_u8.dtype)
+        for j, i in enumerate(idx):
+            coeffs = (inv[i, 0, 0], inv[i, 0, 1], offset[i, 0], inv[i, 1, 0], inv[i, 1, 1], offset[i, 1])
+            pil = Image.fromarray(images_u8[i])
+            out[j] = np.asarray(pil.transform(pil.size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR))
         return out
-
-
-def _affine(img: np.ndarray, angle: float, scale: float, shear: float, shift: np.ndarray, c: float) -> np.ndarray:
-    # PIL maps output pixels to input pixels, so build the inverse of rotate∘shear∘scale about the centre.
-    cos, sin = np.cos(angle), np.sin(angle)
-    forward = np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, shear], [0.0, 1.0]]) * scale
-    inv = np.linalg.inv(forward)
-    centre = np.array([c, c])
-    offset = centre - inv @ (centre + shift)
-    coeffs = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
-    pil = Image.fromarray(img)
-    return np.asarray(pil.transform(pil.size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR))
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -132,22 +135,25 @@ def train_batches(
     augment: Augment | None = None,
     drop_last: bool = True,
     prefetch: int = 4,
+    part: slice = slice(None),
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield (step, x float32 [B,1,28,28], y int64 [B]) for one epoch, from start_step on.
 
     The last short batch is dropped by default: a tiny batch gives a noisy step and skews batch
     norm statistics, and the shuffle puts those records into other batches next epoch.
     Batches are built in a background thread so the trainer never waits on augmentation.
+    `part` keeps only that slice of every batch (a data-parallel rank's share), augmenting only it.
     """
     order = epoch_order(len(labels), seed, epoch)
     total = steps_per_epoch(len(labels), batch_size, drop_last)
 
     def make(step: int):
         idx = order[step * batch_size : (step + 1) * batch_size]
-        x = images[idx]
-        if augment is not None:
-            x = augment.apply(x, np.random.default_rng([seed, epoch, step + 1]))
-        return step, normalize(x), labels[idx]
+        if augment is None:
+            x = images[idx[part]]
+        else:  # the whole batch's draws, applied to this part only
+            x = augment.apply(images[idx], np.random.default_rng([seed, epoch, step + 1]), part)
+        return step, normalize(x), labels[idx[part]]
 
     yield from _prefetch((make(s) for s in range(start_step, total)), prefetch)
 

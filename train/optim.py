@@ -7,15 +7,19 @@ OPTIMIZERS = ("sgd", "momentum", "adagrad", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 
 
-def build_schedule(name: str, lr: float, total_steps: int):
-    """A paddle LRScheduler stepped once per batch (so its state resumes exactly)."""
+def build_schedule(name: str, lr: float, total_steps: int, warmup_steps: int | None = None):
+    """A paddle LRScheduler stepped once per batch (so its state resumes exactly).
+
+    onecycle warms up over warmup_steps (default: a quarter of the run), then anneals to the end.
+    """
     total_steps = max(total_steps, 1)
     if name == "constant":
         return paddle.optimizer.lr.LambdaDecay(lr, lambda step: 1.0)
     if name == "cosine":
         return paddle.optimizer.lr.CosineAnnealingDecay(lr, T_max=total_steps)
     if name == "onecycle":
-        return paddle.optimizer.lr.OneCycleLR(max_learning_rate=lr, total_steps=total_steps, phase_pct=0.25)
+        phase = 0.25 if warmup_steps is None else min(max(warmup_steps / total_steps, 0.01), 0.5)
+        return paddle.optimizer.lr.OneCycleLR(max_learning_rate=lr, total_steps=total_steps, phase_pct=phase)
     raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
 
 

@@ -101,7 +101,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
     per_epoch = 1 if dry_run else steps_per_epoch(len(data.train_y), cfg.batch_size, drop_last=True)
     if per_epoch == 0:
         raise ValueError(f"{len(data.train_y)} training records make no full batch of {cfg.batch_size}")
-    schedule = build_schedule(cfg.schedule, cfg.lr, cfg.epochs * per_epoch)
+    schedule = build_schedule(cfg.schedule, cfg.lr, cfg.epochs * per_epoch, warmup_steps=round(cfg.warmup_epochs * per_epoch))
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), schedule, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     n_params = count_parameters(model)
     log(f"model {cfg.model}: {n_params:,} parameters; data {data.info['train']} train / {data.info['val']} val "
@@ -164,12 +164,12 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                     save_checkpoint()
                 return stopping
 
-            batches = dist.shard(train_batches(
+            batches = train_batches(  # each rank loads and augments only its slice of every global batch
                 data.train_x, data.train_y, batch_size=cfg.batch_size, seed=cfg.seed,
-                epoch=epoch, start_step=pos.step, augment=augment,
-            ))
+                epoch=epoch, start_step=pos.step, augment=augment, part=dist.part(cfg.batch_size),
+            )
             stats = train_one_epoch(train_model, optimizer, schedule, batches, seed=dist.rank_seed(cfg.seed), epoch=epoch,
-                                    l1=cfg.l1, on_step=on_step)
+                                    l1=cfg.l1, label_smoothing=cfg.label_smoothing, on_step=on_step)
             stats = dist.reduce_epoch(stats)
             if bar is not None:
                 bar.close()
