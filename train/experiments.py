@@ -36,7 +36,7 @@ CHART_PNG = "experiments.png"
 # The course's baseline: LeNet trained with plain SGD at a constant learning rate of 0.01 (its
 # "baseline" and "SGD" rows took the same time), no regularization, no augmentation.
 BASELINE = dict(model="lenet", optimizer="sgd", lr=0.01, momentum=0.9, schedule="constant", weight_decay=0.0,
-                l1=0.0, dropout=0.0, augment=False, softmax_in_model=False)
+                l1=0.0, dropout=0.0, augment=False, softmax_in_model=False, ema=0.0)  # the raw weights, as the course
 
 
 @dataclass(frozen=True)

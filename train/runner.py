@@ -16,7 +16,7 @@ from train.config import TrainConfig
 from train.data import Augment, Dataset, load_data, steps_per_epoch, train_batches
 from train.loop import evaluate, train_one_epoch
 from train.models import build_model, count_parameters
-from train.optim import build_optimizer, build_schedule
+from train.optim import WeightAverage, build_optimizer, build_schedule
 from train.rundir import EPOCH, STEP, VAL, Best, Position, RunDir
 
 __all__ = ["Dataset", "load_data", "new_run_dir", "setup_device", "train", "finish"]
@@ -103,6 +103,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
         raise ValueError(f"{len(data.train_y)} training records make no full batch of {cfg.batch_size}")
     schedule = build_schedule(cfg.schedule, cfg.lr, cfg.epochs * per_epoch, warmup_steps=round(cfg.warmup_epochs * per_epoch))
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), schedule, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+    eval_model = build_model(cfg.model, cfg.dropout, cfg.softmax_in_model) if ema else model  # holds the average
     n_params = count_parameters(model)
     log(f"model {cfg.model}: {n_params:,} parameters; data {data.info['train']} train / {data.info['val']} val "
         f"/ {data.info['test']} test from {data.info['dir']}")
@@ -111,7 +113,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
     if resume:
         last = ckpt.latest(run_dir)
         if last is not None:
-            pos = Position.from_dict(ckpt.load_into(last, model, optimizer)["position"])
+            pos = Position.from_dict(ckpt.load_into(last, model, optimizer, ema)["position"])
             if dist.is_main:
                 run.truncate_metrics(pos)
             log(f"resumed from {last} (epoch {pos.epoch}, step {pos.step})")
@@ -124,12 +126,24 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
     started = time.perf_counter() - pos.wall_s
     mid_vals = mid_epoch_validations(per_epoch, 1 if dry_run else cfg.val_per_epoch)
 
+    def validate(raw: bool = False) -> dict:
+        """Validation of the evaluated weights (the average when --ema); raw=True adds the raw weights'
+        figures beside it, so a run shows what the average buys."""
+        if ema is None:
+            return evaluate(model, data.val_x, data.val_y)
+        ema.copy_to(eval_model)
+        v = evaluate(eval_model, data.val_x, data.val_y)
+        if raw:
+            r = evaluate(model, data.val_x, data.val_y)
+            v.update(raw_loss=r["loss"], raw_acc=r["acc"])
+        return v
+
     def save_checkpoint():
         pos.wall_s = time.perf_counter() - started
         if not dist.is_main:
             return
         name = ckpt.checkpoint_name(pos.epoch, pos.step)
-        ckpt.save(run_dir, name, model, optimizer, {"config": cfg.to_dict(), "position": pos.to_dict()})
+        ckpt.save(run_dir, name, model, optimizer, {"config": cfg.to_dict(), "position": pos.to_dict()}, ema=ema)
         ckpt.prune(run_dir, cfg.keep_checkpoints)
 
     interrupted = 0
@@ -141,6 +155,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
             def on_step(r: dict) -> bool:
                 pos.step = r["step"] + 1
                 pos.global_step += 1
+                if ema is not None:
+                    ema.update(model)
                 agreed = dist.sync_step(r, stop.signum)  # ranks agree on stopping at this very step
                 stop.signum = stop.signum or agreed
                 if dist.is_main and (pos.global_step % cfg.log_every == 0 or cfg.log_every == 1):
@@ -151,7 +167,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                 if pos.step in mid_vals and dist.is_main:
                     # Watch time-to-accuracy inside the epoch. Eval mode touches neither the weights, the
                     # batch-norm statistics nor the RNG (reseeded every step), so training goes on unchanged.
-                    val = evaluate(model, data.val_x, data.val_y)
+                    val = validate()
                     train_model.train()
                     run.append_metric(VAL, {"epoch": epoch, "step": pos.step - 1, "global_step": pos.global_step - 1,
                                             "val_loss": val["loss"], "val_acc": val["acc"],
@@ -180,9 +196,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                     f"continue with --resume {run_dir}")
                 break
 
-            val = evaluate(model, data.val_x, data.val_y)
+            val = validate(raw=True)
             record = {"epoch": epoch, "train_loss": stats["loss"], "train_acc": stats["acc"],
                       "val_loss": val["loss"], "val_acc": val["acc"], "images_per_s": stats["images_per_s"],
+                      **({"val_raw_loss": val["raw_loss"], "val_raw_acc": val["raw_acc"]} if "raw_acc" in val else {}),
                       "lr": float(optimizer.get_lr()), "global_step": pos.global_step - 1,
                       "wall_s": time.perf_counter() - started}
             if dist.is_main:
@@ -196,7 +213,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                 pos.best = Best(val_acc=val["acc"], val_loss=val["loss"], epoch=epoch)
                 pos.stale_epochs = 0
                 if dist.is_main:
-                    ckpt.save(run_dir, ckpt.BEST_DIR, model, None, {"config": cfg.to_dict(), "position": pos.to_dict()},
+                    ckpt.save(run_dir, ckpt.BEST_DIR, eval_model, None, {"config": cfg.to_dict(), "position": pos.to_dict()},
                               parent=".")
             else:
                 pos.stale_epochs += 1
