@@ -28,7 +28,7 @@ help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
 	@echo "make test     - create the venv, install Chromium if missing, and run the test suite"
 	@echo "make soak     - 20000 mixed good and hostile requests against a real gunicorn (1-2 min)"
-	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...'; NPROC=2: data-parallel)"
+	@echo "make train    - train the default model on MNIST (TRAIN_ARGS='--model lenet ...'; 2 data-parallel processes on 2+ cores, NPROC=1: one)"
 	@echo "make experiments - the course's experiment table into reports/experiments/ (QUICK=1: smoke-sized)"
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
 	@echo "make container-test - lint the Dockerfile, build the image with podman, run docker-compose.yml, prove it serves"
