@@ -31,18 +31,36 @@ BEFORE = "paddle as imported (1 thread)"
 AFTER = "python -m train: setup_device (1 thread)"
 
 
+DP = "make train: 2 data-parallel processes (1 thread each)"
+
+
 def train_configs(model: str, quick: bool, torch_python: str | None) -> list[tuple[str, list[str] | None, list[str] | None]]:
-    """(name, bench.train_speed args, torch_ref args): before, after, threads, and like-for-like references."""
+    """(name, bench.train_speed args, torch_ref args): before, after, threads, processes, and like-for-like references."""
     configs = [(BEFORE, ["--setup", "paddle"], None), (AFTER, ["--setup", "train"], None)]
     if quick:
         return configs
     configs += [("paddle as imported, set_num_threads(2)", ["--setup", "paddle", "--threads", "2"], None),
-                ("setup_device, --threads 2", ["--setup", "train", "--threads", "2"], None)]
+                ("setup_device, --threads 2", ["--setup", "train", "--threads", "2"], None),
+                (DP, ["--setup", "train", "--nproc", "2"], None)]
     if model == "cnn":  # the default model trains with augmentation; torch_ref feeds ready batches
-        configs.append(("setup_device (1 thread), no augmentation", ["--setup", "train", "--augment", "off"], None))
+        configs += [("setup_device (1 thread), no augmentation", ["--setup", "train", "--augment", "off"], None),
+                    (f"{DP}, no augmentation", ["--setup", "train", "--nproc", "2", "--augment", "off"], None)]
     if torch_python:
         configs += [(f"torch, {t} thread{'s' if t > 1 else ''}, no augmentation", None, ["--threads", str(t)]) for t in (1, 2)]
     return configs
+
+
+def best_over_best(rounds: dict[str, list[dict]]) -> tuple[float | None, list[float]]:
+    """Per round: the fastest Paddle setting without augmentation ÷ the fastest PyTorch setting (same
+    net, same batch, same round); the median of the rounds and the rounds."""
+    per_round = []
+    for i in range(min(len(rs) for rs in rounds.values()) if rounds else 0):
+        paddle = [rs[i]["images_per_s"] for rs in rounds.values()
+                  if "images_per_s" in rs[i] and "framework" not in rs[i] and not rs[i].get("augment")]
+        torch = [rs[i]["images_per_s"] for rs in rounds.values() if "images_per_s" in rs[i] and "framework" in rs[i]]
+        if paddle and torch:
+            per_round.append(round(max(paddle) / max(torch), 2))
+    return (round(statistics.median(per_round), 2) if per_round else None), per_round
 
 
 def train_section(args) -> dict:
@@ -57,7 +75,7 @@ def train_section(args) -> dict:
             for name, paddle_args, torch_args in plan[m]:
                 if paddle_args is not None:
                     r = run_section("bench.train_speed", ["--model", m, "--steps", steps, "--batch-size", bs, *paddle_args],
-                                    timeout=600, unset=("MKL_DEBUG_CPU_TYPE",))
+                                    timeout=900, unset=("MKL_DEBUG_CPU_TYPE",))
                 else:
                     r = run_section_script(args.torch_python, ["--model", m, "--steps", steps, "--batch-size", bs, *torch_args])
                 runs[m][name].append(r)
@@ -69,8 +87,10 @@ def train_section(args) -> dict:
             rows[name] = {"images_per_s_median": round(statistics.median(ok), 1) if ok else None, "rounds": ok,
                           "errors": [r for r in rs if "error" in r][:1], "framework": rs[0].get("framework") if rs else None}
         ratios = [a / b for a, b in zip(rows[AFTER]["rounds"], rows[BEFORE]["rounds"]) if b]
+        vs_torch, vs_torch_rounds = best_over_best(runs[m])
         out["models"][m] = {"configs": rows, "after_over_before": round(statistics.median(ratios), 2) if ratios else None,
-                            "after_over_before_rounds": [round(r, 2) for r in ratios]}
+                            "after_over_before_rounds": [round(r, 2) for r in ratios],
+                            "best_paddle_over_best_torch": vs_torch, "best_paddle_over_best_torch_rounds": vs_torch_rounds}
     out["time_to_99"] = [time_to_accuracy(Path(d), "cnn", 0.99) for d in args.runs_dir or ["runs"]]
     return out
 

@@ -76,12 +76,15 @@ def markdown(result: dict) -> str:
                 rows.append([model, label, r["images_per_s_median"], ", ".join(f"{x:.0f}" for x in r["rounds"])])
             rows.append([model, "**after ÷ before** (per round)", f"**{data['after_over_before']}×**" if data["after_over_before"] else "–",
                          ", ".join(f"{x}" for x in data.get("after_over_before_rounds", []))])
+            if data.get("best_paddle_over_best_torch") is not None:
+                rows.append([model, "**best Paddle ÷ best PyTorch**, no augmentation (per round)",
+                             f"**{data['best_paddle_over_best_torch']}×**",
+                             ", ".join(f"{x}" for x in data.get("best_paddle_over_best_torch_rounds", []))])
         lines += _table(["model", "setting", "images/s", "rounds"], rows)
         for tt in t.get("time_to_99", []):
             if tt.get("reached"):
-                lines += [f"Time to ≥ 99% validation accuracy: **{tt['wall_s']:.0f} s** (epoch {tt['epoch']}, wall clock of the run, "
-                          f"evaluation included) in `{tt['run']}`; its epochs' training images/s: "
-                          f"{', '.join(f'{x:.0f}' for x in tt['train_images_per_s'])}.", ""]
+                lines += [f"Time to ≥ 99% validation accuracy: **{tt['wall_s']:.0f} s** (epoch {tt['epoch']}, training wall clock, "
+                          f"validations included) in `{tt['run']}`.", ""]
             else:
                 lines += [f"Time to ≥ 99% validation accuracy: {tt.get('skipped') or 'not reached in ' + tt.get('run', '?')}.", ""]
 

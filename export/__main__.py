@@ -14,24 +14,25 @@ from serve.model_store import sha256_file
 from serve.predictor import Predictor
 from train import checkpoint as ckpt
 from train.data import normalize
+from train.rundir import Position, RunDir, newest_with_best
 from train.mnist import DIGIT_BOX, INPUT_SHAPE, LABELS, MEAN, STD, DataError, load_split, resolve_data_dir
 
 PARITY_TOLERANCE = 1e-5
 
 
 def newest_run(runs_dir: Path) -> Path:
-    runs = [p for p in Path(runs_dir).iterdir() if (p / ckpt.BEST_DIR / ckpt.STATE_FILE).is_file()] if Path(runs_dir).is_dir() else []
-    if not runs:
+    run = newest_with_best(runs_dir)
+    if run is None:
         raise SystemExit(f"no run with a best checkpoint under {runs_dir}: run `make train` first")
-    return max(runs, key=lambda p: (p / ckpt.BEST_DIR / ckpt.STATE_FILE).stat().st_mtime)
+    return run.path
 
 
 def source_checkpoint(args) -> Path:
     """--checkpoint as given, else the best checkpoint of --run, else of the newest run."""
     if args.checkpoint:
         return Path(args.checkpoint)
-    run = Path(args.run) if args.run else newest_run(Path(args.runs_dir))
-    return run / ckpt.BEST_DIR
+    run = RunDir(args.run) if args.run else RunDir(newest_run(Path(args.runs_dir)))
+    return run.best_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +75,7 @@ def manifest_for(cfg, state, checkpoint: Path, files: dict, name: str) -> dict:
         "source": {
             "checkpoint": str(checkpoint),
             "checkpoint_sha256": sha256_file(checkpoint / ckpt.MODEL_FILE),
-            "best_epoch": state["position"]["best"]["epoch"],
+            "best_epoch": Position.from_dict(state["position"]).best.epoch,
             "training_config": {k: v for k, v in cfg.to_dict().items() if k != "data"},
             "data": cfg.data,
         },
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
         probs = np.concatenate([predictor(x[i : i + 500]) for i in range(0, len(x), 500)])
         test_acc = float((probs.argmax(1) == test.labels).mean())
         manifest["metrics"] = {
-            "val_acc": state["position"]["best"]["val_acc"],
+            "val_acc": Position.from_dict(state["position"]).best.val_acc,
             "test_acc": test_acc,
             "test_records": int(len(test)),
             "test_measured_with": "Paddle Inference on the exported files",

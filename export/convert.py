@@ -17,18 +17,25 @@ PREFIX = "inference"
 
 
 def load_checkpoint_model(checkpoint: Path):
-    """Rebuild the network from the checkpoint's own config and load its weights (eval mode)."""
+    """Rebuild the network from the checkpoint's own config and load its weights (eval mode).
+
+    A checkpoint of the softmax-twice pitfall (the experiment table's demonstration, stuck near
+    chance) is refused: nothing that serves is ever built with it.
+    """
     state = ckpt.read_state(checkpoint)
     cfg = TrainConfig.from_dict(state["config"]).resolved()
-    model = build_model(cfg.model, cfg.dropout, cfg.softmax_in_model)
+    if cfg.softmax_in_model:
+        raise SystemExit(f"{checkpoint} was trained with softmax inside the model (the course's pitfall, "
+                         "kept for the experiment table only): not exportable")
+    model = build_model(cfg.model, cfg.dropout)
     ckpt.load_into(checkpoint, model)
     model.eval()
     return model, cfg, state
 
 
-def probabilities_model(model, cfg: TrainConfig):
-    """Softmax added once: a model trained with the pitfall already ends in softmax."""
-    net = model if cfg.softmax_in_model else WithSoftmax(model)
+def probabilities_model(model, cfg: TrainConfig = None):
+    """The logits network with softmax added once, as served."""
+    net = WithSoftmax(model)
     net.eval()
     return net
 

@@ -1,7 +1,6 @@
 """python -m train: train a model on MNIST; see --help."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -9,21 +8,21 @@ if __package__ in (None, ""):  # run as a script (paddle.distributed.launch trai
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # import the package from the repo root, not train/
 
 from train import distributed
-from train.config import TrainConfig, build_parser, config_from_args
+from train.config import build_parser, config_from_args
 from train.mnist import DataError
-from train.runner import CONFIG_FILE, new_run_dir, train
+from train.rundir import CONFIG_FILE, RunDir
+from train.runner import new_run_dir, train
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.resume:
-            run_dir = Path(args.resume)
-            if not (run_dir / CONFIG_FILE).is_file():
-                print(f"error: {run_dir} is not a run folder (no {CONFIG_FILE})", file=sys.stderr)
+            run = RunDir(args.resume)
+            if not run.is_run():
+                print(f"error: {run} is not a run folder (no {CONFIG_FILE})", file=sys.stderr)
                 return 2
-            cfg = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
-            result = train(cfg, run_dir, resume=True)
+            result = train(run.read_config(), run.path, resume=True)
         else:
             cfg = config_from_args(args)
             dist = distributed.setup(cfg.device)  # under the launcher, rank 0 names the one run folder

@@ -15,6 +15,7 @@ import paddle
 
 MODEL_FILE = "model.pdparams"
 OPTIMIZER_FILE = "optimizer.pdopt"
+EMA_FILE = "ema.pdparams"  # the running average of the weights, when training keeps one
 STATE_FILE = "state.json"
 CKPT_DIR = "checkpoints"
 BEST_DIR = "best"
@@ -25,7 +26,7 @@ def checkpoint_name(epoch: int, step: int) -> str:
     return f"e{epoch:04d}-s{step:06d}"
 
 
-def save(run_dir: Path, name: str, model, optimizer, state: dict, parent: str = CKPT_DIR) -> Path:
+def save(run_dir: Path, name: str, model, optimizer, state: dict, parent: str = CKPT_DIR, ema=None) -> Path:
     """Write a checkpoint folder atomically and return its path; an existing one is replaced whole."""
     root = Path(run_dir) / parent
     root.mkdir(parents=True, exist_ok=True)
@@ -34,6 +35,8 @@ def save(run_dir: Path, name: str, model, optimizer, state: dict, parent: str = 
         paddle.save(model.state_dict(), str(tmp / MODEL_FILE))
         if optimizer is not None:
             paddle.save(optimizer.state_dict(), str(tmp / OPTIMIZER_FILE))
+        if ema is not None:
+            paddle.save(ema.state_dict(), str(tmp / EMA_FILE))
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
         _fsync_dir(tmp)
         final = root / name
@@ -85,10 +88,12 @@ def read_state(ckpt: Path) -> dict:
     return json.loads((Path(ckpt) / STATE_FILE).read_text())
 
 
-def load_into(ckpt: Path, model, optimizer=None) -> dict:
-    """Restore model (and optimizer, with its LR schedule) from a checkpoint; return its state."""
+def load_into(ckpt: Path, model, optimizer=None, ema=None) -> dict:
+    """Restore model (and optimizer, with its LR schedule, and the weight average) from a checkpoint; return its state."""
     ckpt = Path(ckpt)
     model.set_state_dict(paddle.load(str(ckpt / MODEL_FILE)))
     if optimizer is not None:
         optimizer.set_state_dict(paddle.load(str(ckpt / OPTIMIZER_FILE)))
+    if ema is not None:
+        ema.set_state_dict(paddle.load(str(ckpt / EMA_FILE)))
     return read_state(ckpt)

@@ -18,8 +18,15 @@ class TrainConfig:
     lr: float = 3e-3
     momentum: float = 0.9
     schedule: str = "onecycle"
+    # One-cycle warm-up: one epoch, so the peak rate arrives early and accuracy rises in the first
+    # minute (a quarter of the run, the old fixed share, left 99% for epoch 6).
+    warmup_epochs: float = 1.0
     weight_decay: float = 5e-4  # L2 (decoupled for adamw)
     l1: float = 0.0
+    # Decay per step of the weight average that is validated, saved as best/ and exported (0: off).
+    # Same run, end of epoch 1: 98.28% validation with it, 97.68% for the raw weights.
+    ema: float = 0.999
+    label_smoothing: float = 0.0  # cross-entropy against (1 - e) one-hot + e uniform
     dropout: float | None = None  # None: the model's own default
     augment: bool | None = None  # None: on for the default model, off otherwise
     softmax_in_model: bool = False  # the course's pitfall; only for the experiment table
@@ -29,6 +36,7 @@ class TrainConfig:
     threads: int = 0  # 0: Paddle's default, $OMP_NUM_THREADS else 1 (fastest here: see make bench)
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: once per epoch only
     keep_checkpoints: int = 2
+    val_per_epoch: int = 2  # validations per epoch (the last at its end): watch time-to-accuracy early on
     patience: int = 0  # early stopping on validation accuracy; 0: off
     log_every: int = 50
     limit_train: int = 0  # use only the first N training records (smoke tests); 0: all
@@ -76,8 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default: {d.lr})")
     p.add_argument("--momentum", type=float, default=d.momentum, help=f"for momentum (default: {d.momentum})")
     p.add_argument("--schedule", choices=list(SCHEDULES), default=d.schedule, help=f"(default: {d.schedule})")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
+                   help=f"one-cycle warm-up length in epochs (default: {d.warmup_epochs})")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"L2 strength (default: {d.weight_decay})")
     p.add_argument("--l1", type=float, default=d.l1, help=f"L1 strength (default: {d.l1})")
+    p.add_argument("--ema", type=float, default=d.ema,
+                   help="validate, keep as best/ and export an exponential moving average of the weights with "
+                        f"this per-step decay; 0: off, the raw weights (default: {d.ema})")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help=f"label smoothing of the training loss (default: {d.label_smoothing})")
     p.add_argument("--dropout", type=float, default=None, help="dropout rate (default: 0.3 for cnn, else 0)")
     p.add_argument("--augment", type=_bool, default=None, help="random affine distortions (default: on for cnn)")
     p.add_argument("--softmax-in-model", type=_bool, default=False, help="reproduce the course's pitfall (default: off)")
@@ -89,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "convolutions down on a busy machine: use data-parallel processes for more cores)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="also checkpoint every N steps (default: 0 = per epoch)")
     p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, help=f"newest checkpoints kept (default: {d.keep_checkpoints})")
+    p.add_argument("--val-per-epoch", type=int, default=d.val_per_epoch,
+                   help=f"validations per epoch, evenly spaced, the last at its end (default: {d.val_per_epoch})")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stop after N epochs without validation gain (default: 0 = off)")
     p.add_argument("--log-every", type=int, default=d.log_every, help=f"steps between metric lines (default: {d.log_every})")
     p.add_argument("--limit-train", type=int, default=d.limit_train, help="use only the first N training records (default: all)")

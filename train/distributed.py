@@ -49,15 +49,16 @@ class Dist:
         """The model to train: DataParallel all-reduces (averages) gradients during backward."""
         return paddle.DataParallel(model) if self.enabled else model
 
+    def part(self, batch_size: int) -> slice:
+        """This rank's contiguous slice of every global batch (what shard() keeps), for train_batches."""
+        n = batch_size // self.world_size
+        return slice(self.rank * n, self.rank * n + n)
+
     def shard(self, batches):
         """This rank's contiguous slice of every global (step, x, y) batch."""
-        if not self.enabled:
-            yield from batches
-            return
         for step, x, y in batches:
-            n = len(y) // self.world_size
-            lo = self.rank * n
-            yield step, x[lo : lo + n], y[lo : lo + n]
+            p = self.part(len(y))
+            yield step, x[p], y[p]
 
     def rank_seed(self, seed: int) -> int:
         """The dropout seed of this rank: the run's seed on rank 0, a distinct one on the others.

@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from train.config import TrainConfig
+from train.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE_MD = "experiments.md"
@@ -35,7 +36,7 @@ CHART_PNG = "experiments.png"
 # The course's baseline: LeNet trained with plain SGD at a constant learning rate of 0.01 (its
 # "baseline" and "SGD" rows took the same time), no regularization, no augmentation.
 BASELINE = dict(model="lenet", optimizer="sgd", lr=0.01, momentum=0.9, schedule="constant", weight_decay=0.0,
-                l1=0.0, dropout=0.0, augment=False, softmax_in_model=False)
+                l1=0.0, dropout=0.0, augment=False, softmax_in_model=False, ema=0.0)  # the raw weights, as the course
 
 
 @dataclass(frozen=True)
@@ -114,16 +115,15 @@ def run_variant(name: str, cfg: TrainConfig, runs_dir: Path, logs_dir: Path) -> 
         log.flush()
         rc = subprocess.call(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     elapsed = time.perf_counter() - t0
-    result_path = run_dir / "result.json"
-    if rc != 0 or not result_path.exists():
+    run = RunDir(run_dir)
+    result = run.read_result() if rc == 0 else None
+    if result is None:
         return {"error": f"exit {rc}; see {logs_dir / f'{name}.log'}", "process_s": elapsed, "command": cmd}
-    result = json.loads(result_path.read_text())
-    epochs = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if '"epoch"' in l]
-    epochs = [r for r in epochs if r["kind"] == "epoch"]
+    epochs = run.read_metrics().epochs
     result["images_per_s"] = float(np.mean([r["images_per_s"] for r in epochs])) if epochs else 0.0
     result["final_train_loss"] = epochs[-1]["train_loss"] if epochs else None
-    report = run_dir / "report.json"
-    result["never_predicted"] = json.loads(report.read_text())["never_predicted_val"] if report.exists() else []
+    summary = run.read_report_summary()
+    result["never_predicted"] = summary["never_predicted_val"] if summary else []
     result["process_s"] = elapsed
     result["command"] = cmd
     return result

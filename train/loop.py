@@ -26,6 +26,7 @@ def train_one_epoch(
     seed: int,
     epoch: int,
     l1: float = 0.0,
+    label_smoothing: float = 0.0,
     on_step: Callable[[dict], bool] | None = None,
 ) -> dict:
     """Train on `batches` ((step, x, y) tuples). on_step gets each step's record; True stops early."""
@@ -37,7 +38,7 @@ def train_one_epoch(
         paddle.seed(step_seed(seed, epoch, step))
         xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
         logits = model(xt)
-        loss = F.cross_entropy(logits, yt)
+        loss = F.cross_entropy(logits, yt, label_smoothing=label_smoothing) if label_smoothing else F.cross_entropy(logits, yt)
         total = loss + l1_penalty(model, l1) if l1 else loss
         total.backward()
         optimizer.step()

@@ -40,6 +40,22 @@ class MLP(nn.Layer):
         return self.net(x)
 
 
+class Conv2D(nn.Conv2D):
+    """nn.Conv2D with the bias added over [N, C, H*W] instead of broadcasting [1, C, 1, 1].
+
+    The same layer, parameters and result; on CPU Paddle's [N, C, H, W] + [1, C, 1, 1] broadcast
+    add and its backward reduction cost ~3.5x the CPU time of this form (bench: lenet spent 38% of
+    its training step there). State dicts are interchangeable with nn.Conv2D's.
+    """
+
+    def forward(self, x):
+        if self.bias is None or self._data_format != "NCHW":
+            return super().forward(x)
+        y = F.conv2d(x, self.weight, None, self._stride, self._padding, self._dilation, self._groups, self._data_format)
+        c, h, w = y.shape[1], y.shape[2], y.shape[3]
+        return paddle.reshape(paddle.reshape(y, [0, c, -1]) + paddle.reshape(self.bias, [c, 1]), [0, c, h, w])
+
+
 class LeNet(nn.Layer):
     """The course's CNN: conv 5x5 -> max-pool -> conv 5x5 -> max-pool -> fully connected.
 
@@ -49,12 +65,12 @@ class LeNet(nn.Layer):
     def __init__(self, dropout: float = 0.0, channels: int = 20, extra_block: bool = False):
         super().__init__()
         layers = [
-            nn.Conv2D(1, channels, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2, 2),
-            nn.Conv2D(channels, channels, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2, 2),
+            Conv2D(1, channels, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2, 2),
+            Conv2D(channels, channels, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2, 2),
         ]
         side = 7
         if extra_block:
-            layers += [nn.Conv2D(channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2D(2, 2)]
+            layers += [Conv2D(channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2D(2, 2)]
             side = 3
         self.features = nn.Sequential(*layers)
         self.dropout = nn.Dropout(dropout)

@@ -16,23 +16,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from train.mnist import LABELS
+from train.rundir import REPORT_JSON, REPORT_MD, RunDir
 
 CURVES_STEP = "curves_step.png"
 CURVES_EPOCH = "curves_epoch.png"
 CONFUSION_VAL = "confusion_val.png"
 CONFUSION_TEST = "confusion_test.png"
 MISTAKES_VAL = "mistakes_val.png"
-REPORT_MD = "report.md"
-REPORT_JSON = "report.json"
 VISUALDL_DIR = "visualdl"
 PICTURES = (CURVES_STEP, CURVES_EPOCH, CONFUSION_VAL, CONFUSION_TEST, MISTAKES_VAL)
-
-
-def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(step records, epoch records) from metrics.jsonl, in file order."""
-    path = Path(run_dir) / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    return [r for r in records if r["kind"] == "step"], [r for r in records if r["kind"] == "epoch"]
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -51,12 +43,14 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def plot_step_curves(steps: list[dict], epochs: list[dict], steps_per_epoch: int, path: Path) -> Path:
-    """Training loss and batch accuracy per logged step, with validation at each epoch's last step."""
+def plot_step_curves(steps: list[dict], epochs: list[dict], steps_per_epoch: int, path: Path,
+                     vals: list[dict] = ()) -> Path:
+    """Training loss and batch accuracy per logged step, with every validation (mid-epoch `vals` too)."""
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
     x = np.array([r["global_step"] for r in steps])
-    val_x = [(r["epoch"] + 1) * steps_per_epoch - 1 for r in epochs]
+    validations = sorted([*epochs, *vals], key=lambda r: r.get("global_step", (r["epoch"] + 1) * steps_per_epoch - 1))
+    val_x = [r.get("global_step", (r["epoch"] + 1) * steps_per_epoch - 1) for r in validations]
     window = max(1, len(steps) // 30)
     for ax, key, val_key, name in ((ax_loss, "loss", "val_loss", "loss"), (ax_acc, "acc", "val_acc", "accuracy")):
         y = np.array([r[key] for r in steps], dtype=float)
@@ -65,8 +59,8 @@ def plot_step_curves(steps: list[dict], epochs: list[dict], steps_per_epoch: int
             ax.plot(x, _smooth(y, window), color="tab:blue", lw=1.6, label=f"train (moving average of {window})")
         elif len(y):
             ax.plot(x, y, color="tab:blue", lw=1.2, label="train (batch)")
-        if epochs:
-            ax.plot(val_x, [r[val_key] for r in epochs], "o-", color="tab:orange", lw=1.6, label="validation (epoch end)")
+        if validations:
+            ax.plot(val_x, [r[val_key] for r in validations], "o-", color="tab:orange", lw=1.6, label="validation")
         ax.set_xlabel("step")
         ax.set_title(f"{name} per step")
         ax.grid(alpha=0.3)
@@ -216,31 +210,32 @@ def write_report(run_dir, data=None, with_test: bool = True, log=print) -> Path:
     """Write every picture and report.md into run_dir; `data` (runner.Dataset) saves reloading the files."""
     from train import checkpoint as ckpt
     from train.config import TrainConfig
-    from train.data import steps_per_epoch
+    from train.data import load_data, steps_per_epoch
     from train.loop import predict_logits
     from train.models import build_model
-    from train.runner import CONFIG_FILE, RESULT_FILE, load_data
+    from train.rundir import Position
 
-    run_dir = Path(run_dir)
-    cfg_dict = json.loads((run_dir / CONFIG_FILE).read_text())
+    run = RunDir(run_dir)
+    run_dir = run.path
+    cfg_dict = run.read_config_dict()
     cfg = TrainConfig.from_dict(cfg_dict).resolved()
-    result_path = run_dir / RESULT_FILE
-    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    result = run.read_result() or {}
     if data is None:
         data = load_data(cfg)
 
     model = build_model(cfg.model, cfg.dropout, cfg.softmax_in_model)
-    state = ckpt.load_into(run_dir / ckpt.BEST_DIR, model)
-    result.setdefault("best_epoch", state["position"]["best"]["epoch"])
-    result.setdefault("val_acc", state["position"]["best"]["val_acc"])
+    best = Position.from_dict(ckpt.load_into(run.best_dir, model)["position"]).best
+    result.setdefault("best_epoch", best.epoch)
+    result.setdefault("val_acc", best.val_acc)
 
     def probabilities(images):
         out = predict_logits(model, images)
         return out if cfg.softmax_in_model else softmax(out)  # the pitfall model already outputs probabilities
 
-    steps, epochs = read_metrics(run_dir)
+    metrics = run.read_metrics()
+    steps, epochs = metrics.steps, metrics.epochs
     per_epoch = steps_per_epoch(len(data.train_y), cfg.batch_size, drop_last=True)
-    plot_step_curves(steps, epochs, per_epoch, run_dir / CURVES_STEP)
+    plot_step_curves(steps, epochs, per_epoch, run_dir / CURVES_STEP, metrics.vals)
     plot_epoch_curves(epochs, run_dir / CURVES_EPOCH)
 
     val_probs = probabilities(data.val_x)
@@ -257,7 +252,7 @@ def write_report(run_dir, data=None, with_test: bool = True, log=print) -> Path:
     summary = {"confusion_val": cm_val.tolist(), "confusion_test": None if cm_test is None else cm_test.tolist(),
                # Classes the model never outputs: the signature of dead (saturated) output units.
                "never_predicted_val": [LABELS[i] for i in np.flatnonzero(cm_val.sum(axis=0) == 0)]}
-    (run_dir / REPORT_JSON).write_text(json.dumps(summary, indent=1))
+    run.report_json_path.write_text(json.dumps(summary, indent=1))
     log(f"report: {md}")
     return md
 
@@ -268,11 +263,12 @@ def write_visualdl(run_dir) -> Path:
         from visualdl import LogWriter
     except ImportError:
         raise SystemExit("VisualDL is not installed: pip install -r requirements-visualdl.txt") from None
-    run_dir = Path(run_dir)
-    steps, epochs = read_metrics(run_dir)
-    cfg = json.loads((run_dir / "config.json").read_text())
+    run = RunDir(run_dir)
+    metrics = run.read_metrics()
+    steps, epochs = metrics.steps, metrics.epochs
+    cfg = run.read_config_dict()
     per_epoch = max(1, cfg["data"]["train"] // cfg["batch_size"])
-    logdir = run_dir / VISUALDL_DIR
+    logdir = run.path / VISUALDL_DIR
     with LogWriter(logdir=str(logdir)) as w:
         for r in steps:
             for key in ("loss", "acc", "lr", "images_per_s"):
@@ -293,13 +289,13 @@ def main(argv=None) -> int:
     p.add_argument("--visualdl", action="store_true",
                    help="also write a VisualDL log into RUN_DIR/visualdl (then: visualdl --logdir RUN_DIR/visualdl)")
     args = p.parse_args(argv)
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").is_file() or not (run_dir / "best").is_dir():
-        print(f"error: {run_dir} is not a run folder with a best checkpoint", file=sys.stderr)
+    run = RunDir(args.run_dir)
+    if not run.is_run() or not run.has_best():
+        print(f"error: {run} is not a run folder with a best checkpoint", file=sys.stderr)
         return 2
-    write_report(run_dir, with_test=args.with_test)
+    write_report(run.path, with_test=args.with_test)
     if args.visualdl:
-        print(f"visualdl log: {write_visualdl(run_dir)}")
+        print(f"visualdl log: {write_visualdl(run.path)}")
     return 0
 
 

@@ -1,64 +1,26 @@
 """A training run: data, model, optimizer, the epoch loop, checkpoints, resume and the final report."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import paddle
 
 from serve.cpu import fast_mkl_on_amd  # shared with serving; serve never imports train
 from train import checkpoint as ckpt
 from train import distributed
 from train.config import TrainConfig
-from train.data import Augment, stratified_split, steps_per_epoch, train_batches
+from train.data import Augment, Dataset, load_data, steps_per_epoch, train_batches
 from train.loop import evaluate, train_one_epoch
-from train.mnist import load_split, resolve_data_dir
 from train.models import build_model, count_parameters
-from train.optim import build_optimizer, build_schedule
+from train.optim import WeightAverage, build_optimizer, build_schedule
+from train.rundir import EPOCH, STEP, VAL, Best, Position, RunDir
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-RESULT_FILE = "result.json"
-
-
-@dataclass
-class Dataset:
-    train_x: np.ndarray
-    train_y: np.ndarray
-    val_x: np.ndarray
-    val_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    info: dict
-
-
-def load_data(cfg: TrainConfig) -> Dataset:
-    """Validated train/validation/test arrays. The test set is only read here and used once, at the end."""
-    data_dir = resolve_data_dir(cfg.data_dir)
-    train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
-    train_idx, val_idx = stratified_split(train.labels, cfg.val_size, cfg.seed)
-    if cfg.limit_train:
-        train_idx = train_idx[: cfg.limit_train]
-    info = {
-        "dir": str(data_dir),
-        "standard_mnist": train.standard and test.standard,
-        "sha256": {**train.sha256, **test.sha256},
-        "train": int(len(train_idx)),
-        "val": int(len(val_idx)),
-        "test": int(len(test)),
-    }
-    return Dataset(
-        train.images[train_idx], train.labels[train_idx],
-        train.images[val_idx], train.labels[val_idx],
-        test.images, test.labels, info,
-    )
+__all__ = ["Dataset", "load_data", "new_run_dir", "setup_device", "train", "finish"]
 
 
 def setup_device(cfg: TrainConfig) -> None:
@@ -91,33 +53,14 @@ class _StopFlag:
             signal.signal(s, h)
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _truncate_metrics(path: Path, global_step: int, epoch: int) -> None:
-    """On resume, drop metric lines written after the checkpoint: they will be produced again."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        if (r["kind"] == "step" and r["global_step"] < global_step) or (r["kind"] == "epoch" and r["epoch"] < epoch):
-            kept.append(line)
-    path.write_text("".join(k + "\n" for k in kept))
-
-
 def new_run_dir(runs_dir: str, name: str | None, model: str) -> Path:
-    name = name or f"{model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(runs_dir) / name
-    run_dir.mkdir(parents=True, exist_ok=False)
-    return run_dir
+    return RunDir.create(runs_dir, name, model).path
 
 
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool = False, log=print) -> dict:
     """Train (or continue) the run in run_dir and return its result. Exit code semantics are the CLI's."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    run_dir = run.path
     cfg = cfg.resolved()
     setup_device(cfg)
     dist = distributed.setup(cfg.device)  # data-parallel under paddle.distributed.launch; only rank 0 writes
@@ -126,105 +69,136 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
     data = load_data(cfg)
     cfg.data = data.info
     if dist.is_main:
-        (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
+        run.write_config(cfg)
 
     paddle.seed(cfg.seed)  # initial weights are a function of the seed
     model = build_model(cfg.model, cfg.dropout, cfg.softmax_in_model)
     per_epoch = 1 if dry_run else steps_per_epoch(len(data.train_y), cfg.batch_size, drop_last=True)
     if per_epoch == 0:
         raise ValueError(f"{len(data.train_y)} training records make no full batch of {cfg.batch_size}")
-    schedule = build_schedule(cfg.schedule, cfg.lr, cfg.epochs * per_epoch)
+    schedule = build_schedule(cfg.schedule, cfg.lr, cfg.epochs * per_epoch, warmup_steps=round(cfg.warmup_epochs * per_epoch))
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), schedule, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+    eval_model = build_model(cfg.model, cfg.dropout, cfg.softmax_in_model) if ema else model  # holds the average
     n_params = count_parameters(model)
     log(f"model {cfg.model}: {n_params:,} parameters; data {data.info['train']} train / {data.info['val']} val "
         f"/ {data.info['test']} test from {data.info['dir']}")
 
-    state = {"epoch": 0, "step": 0, "global_step": 0, "best": {"val_acc": -1.0, "epoch": -1}, "stale_epochs": 0, "wall_s": 0.0}
-    metrics_path = run_dir / METRICS_FILE
+    pos = Position()
     if resume:
         last = ckpt.latest(run_dir)
         if last is not None:
-            state = ckpt.load_into(last, model, optimizer)["position"]
+            pos = Position.from_dict(ckpt.load_into(last, model, optimizer, ema)["position"])
             if dist.is_main:
-                _truncate_metrics(metrics_path, state["global_step"], state["epoch"])
-            log(f"resumed from {last} (epoch {state['epoch']}, step {state['step']})")
+                run.truncate_metrics(pos)
+            log(f"resumed from {last} (epoch {pos.epoch}, step {pos.step})")
         elif dist.is_main:
-            metrics_path.unlink(missing_ok=True)
+            run.clear_metrics()
             log(f"no complete checkpoint in {run_dir}: starting from scratch")
 
     train_model = dist.wrap(model)  # after resume: DataParallel starts from rank 0's weights
     augment = Augment() if cfg.augment else None
-    started = time.perf_counter() - state["wall_s"]
+    started = time.perf_counter() - pos.wall_s
+    mid_vals = mid_epoch_validations(per_epoch, 1 if dry_run else cfg.val_per_epoch)
+
+    def validate(raw: bool = False) -> dict:
+        """Validation of the evaluated weights (the average when --ema); raw=True adds the raw weights'
+        figures beside it, so a run shows what the average buys."""
+        if ema is None:
+            return evaluate(model, data.val_x, data.val_y)
+        ema.copy_to(eval_model)
+        v = evaluate(eval_model, data.val_x, data.val_y)
+        if raw:
+            r = evaluate(model, data.val_x, data.val_y)
+            v.update(raw_loss=r["loss"], raw_acc=r["acc"])
+        return v
 
     def save_checkpoint():
-        state["wall_s"] = time.perf_counter() - started
+        pos.wall_s = time.perf_counter() - started
         if not dist.is_main:
             return
-        name = ckpt.checkpoint_name(state["epoch"], state["step"])
-        ckpt.save(run_dir, name, model, optimizer, {"config": cfg.to_dict(), "position": state})
+        name = ckpt.checkpoint_name(pos.epoch, pos.step)
+        ckpt.save(run_dir, name, model, optimizer, {"config": cfg.to_dict(), "position": pos.to_dict()}, ema=ema)
         ckpt.prune(run_dir, cfg.keep_checkpoints)
 
     interrupted = 0
     with _StopFlag() as stop:
-        while state["epoch"] < cfg.epochs:
-            epoch = state["epoch"]
-            bar = _progress(cfg, per_epoch, state["step"], f"epoch {epoch + 1}/{cfg.epochs}") if dist.is_main else None
+        while pos.epoch < cfg.epochs:
+            epoch = pos.epoch
+            bar = _progress(cfg, per_epoch, pos.step, f"epoch {epoch + 1}/{cfg.epochs}") if dist.is_main else None
 
             def on_step(r: dict) -> bool:
-                state["step"] = r["step"] + 1
-                state["global_step"] += 1
+                pos.step = r["step"] + 1
+                pos.global_step += 1
+                if ema is not None:
+                    ema.update(model)
                 agreed = dist.sync_step(r, stop.signum)  # ranks agree on stopping at this very step
                 stop.signum = stop.signum or agreed
-                if dist.is_main and (state["global_step"] % cfg.log_every == 0 or cfg.log_every == 1):
-                    _append_jsonl(metrics_path, {"kind": "step", "global_step": state["global_step"] - 1, **r})
+                if dist.is_main and (pos.global_step % cfg.log_every == 0 or cfg.log_every == 1):
+                    run.append_metric(STEP, {"global_step": pos.global_step - 1, **r})
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{r['loss']:.4f}", acc=f"{r['acc']:.3f}", img_s=f"{r['images_per_s']:.0f}")
-                stopping = bool(agreed) or (dry_run and state["step"] >= per_epoch)
-                if cfg.checkpoint_every and state["global_step"] % cfg.checkpoint_every == 0 and state["step"] < per_epoch:
+                if pos.step in mid_vals and dist.is_main:
+                    # Watch time-to-accuracy inside the epoch. Eval mode touches neither the weights, the
+                    # batch-norm statistics nor the RNG (reseeded every step), so training goes on unchanged.
+                    val = validate()
+                    train_model.train()
+                    run.append_metric(VAL, {"epoch": epoch, "step": pos.step - 1, "global_step": pos.global_step - 1,
+                                            "val_loss": val["loss"], "val_acc": val["acc"],
+                                            "wall_s": time.perf_counter() - started})
+                    if bar is not None:
+                        bar.write(f"epoch {epoch + 1}, step {pos.step}/{per_epoch}: val acc {val['acc']:.4f} "
+                                  f"at {time.perf_counter() - started:.0f} s")
+                stopping = bool(agreed) or (dry_run and pos.step >= per_epoch)
+                if cfg.checkpoint_every and pos.global_step % cfg.checkpoint_every == 0 and pos.step < per_epoch:
                     save_checkpoint()
                 return stopping
 
-            batches = dist.shard(train_batches(
+            batches = train_batches(  # each rank loads and augments only its slice of every global batch
                 data.train_x, data.train_y, batch_size=cfg.batch_size, seed=cfg.seed,
-                epoch=epoch, start_step=state["step"], augment=augment,
-            ))
+                epoch=epoch, start_step=pos.step, augment=augment, part=dist.part(cfg.batch_size),
+            )
             stats = train_one_epoch(train_model, optimizer, schedule, batches, seed=dist.rank_seed(cfg.seed), epoch=epoch,
-                                    l1=cfg.l1, on_step=on_step)
+                                    l1=cfg.l1, label_smoothing=cfg.label_smoothing, on_step=on_step)
             stats = dist.reduce_epoch(stats)
             if bar is not None:
                 bar.close()
-            if stop.signum and state["step"] < per_epoch:
+            if stop.signum and pos.step < per_epoch:
                 save_checkpoint()
                 interrupted = stop.signum
-                log(f"stopped by signal {stop.signum}: checkpoint saved at epoch {epoch} step {state['step']}; "
+                log(f"stopped by signal {stop.signum}: checkpoint saved at epoch {epoch} step {pos.step}; "
                     f"continue with --resume {run_dir}")
                 break
 
-            val = evaluate(model, data.val_x, data.val_y)
-            record = {"kind": "epoch", "epoch": epoch, "train_loss": stats["loss"], "train_acc": stats["acc"],
+            val = validate(raw=True)
+            record = {"epoch": epoch, "train_loss": stats["loss"], "train_acc": stats["acc"],
                       "val_loss": val["loss"], "val_acc": val["acc"], "images_per_s": stats["images_per_s"],
-                      "lr": float(optimizer.get_lr()), "wall_s": time.perf_counter() - started}
+                      **({"val_raw_loss": val["raw_loss"], "val_raw_acc": val["raw_acc"]} if "raw_acc" in val else {}),
+                      "lr": float(optimizer.get_lr()), "global_step": pos.global_step - 1,
+                      "wall_s": time.perf_counter() - started}
             if dist.is_main:
-                _append_jsonl(metrics_path, record)
+                run.append_metric(EPOCH, record)
             log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats['loss']:.4f} acc {stats['acc']:.4f} | "
-                f"val loss {val['loss']:.4f} acc {val['acc']:.4f} | {stats['images_per_s']:.0f} img/s")
+                f"val loss {val['loss']:.4f} acc {val['acc']:.4f} | {stats['images_per_s']:.0f} img/s | "
+                f"{record['wall_s']:.0f} s")
 
-            state["epoch"], state["step"] = epoch + 1, 0
-            if val["acc"] > state["best"]["val_acc"]:
-                state["best"] = {"val_acc": val["acc"], "val_loss": val["loss"], "epoch": epoch}
-                state["stale_epochs"] = 0
+            pos.epoch, pos.step = epoch + 1, 0
+            if val["acc"] > pos.best.val_acc:
+                pos.best = Best(val_acc=val["acc"], val_loss=val["loss"], epoch=epoch)
+                pos.stale_epochs = 0
                 if dist.is_main:
-                    ckpt.save(run_dir, ckpt.BEST_DIR, model, None, {"config": cfg.to_dict(), "position": state}, parent=".")
+                    ckpt.save(run_dir, ckpt.BEST_DIR, eval_model, None, {"config": cfg.to_dict(), "position": pos.to_dict()},
+                              parent=".")
             else:
-                state["stale_epochs"] += 1
+                pos.stale_epochs += 1
             save_checkpoint()
             stop.signum = dist.agree_signal(stop.signum)
             if stop.signum:
                 interrupted = stop.signum
                 log(f"stopped by signal {stop.signum} after epoch {epoch + 1}; continue with --resume {run_dir}")
                 break
-            if cfg.patience and state["stale_epochs"] >= cfg.patience:
+            if cfg.patience and pos.stale_epochs >= cfg.patience:
                 log(f"early stop: no validation gain for {cfg.patience} epochs")
                 break
 
@@ -232,32 +206,39 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
         return {"interrupted": interrupted, "run_dir": str(run_dir)}
     if not dist.is_main:
         return {"rank": dist.rank, "run_dir": str(run_dir)}
-    result = finish(run_dir, cfg, data, n_params, state, log, processes=dist.world_size)
+    result = finish(run, cfg, data, n_params, pos, log, processes=dist.world_size)
     _write_report(run_dir, data, log)
     return result
 
 
-def finish(run_dir: Path, cfg: TrainConfig, data: Dataset, n_params: int, state: dict, log=print, processes: int = 1) -> dict:
+def mid_epoch_validations(per_epoch: int, per_epoch_validations: int) -> set[int]:
+    """Steps (1-based, within an epoch) after which to validate, besides the epoch's end."""
+    k = max(per_epoch_validations, 1)
+    return {per_epoch * i // k for i in range(1, k)} - {0, per_epoch}
+
+
+def finish(run: RunDir, cfg: TrainConfig, data: Dataset, n_params: int, pos: Position, log=print, processes: int = 1) -> dict:
     """Touch the test set once: the best-on-validation weights, evaluated for the report."""
+    run = RunDir(run) if not isinstance(run, RunDir) else run
     model = build_model(cfg.model, cfg.dropout, cfg.softmax_in_model)
-    best = ckpt.load_into(run_dir / ckpt.BEST_DIR, model)
+    best = Position.from_dict(ckpt.load_into(run.best_dir, model)["position"]).best
     test = evaluate(model, data.test_x, data.test_y)
     result = {
-        "run_dir": str(run_dir),
+        "run_dir": str(run.path),
         "model": cfg.model,
         "parameters": n_params,
-        "best_epoch": best["position"]["best"]["epoch"],
-        "val_acc": best["position"]["best"]["val_acc"],
+        "best_epoch": best.epoch,
+        "val_acc": best.val_acc,
         "test_acc": test["acc"],
         "test_loss": test["loss"],
-        "epochs_run": state["epoch"],
-        "wall_s": state["wall_s"],
+        "epochs_run": pos.epoch,
+        "wall_s": pos.wall_s,
         "processes": processes,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    (run_dir / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    run.write_result(result)
     log(f"best epoch {result['best_epoch'] + 1}: val acc {result['val_acc']:.4f}, test acc {result['test_acc']:.4f} "
-        f"({run_dir / RESULT_FILE})")
+        f"({run.result_path})")
     return result
 
 
