@@ -179,6 +179,15 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
 
     train_model = dist.wrap(model)  # after resume: DataParallel starts from rank 0's weights
     augment = Augment() if cfg.augment else None
+    negatives, loss_fn = None, None
+    if cfg.negatives:
+        from train import openset
+
+        t_neg = time.perf_counter()
+        negatives = openset.pool(cfg.negatives_pool, cfg.seed)
+        loss_fn = lambda logits, labels: openset.loss(logits, labels, cfg.negatives_weight)  # noqa: E731
+        log(f"{len(negatives)} non-digit pictures made in {time.perf_counter() - t_neg:.1f} s; "
+            f"{cfg.negatives:.3f} of each batch")
     started = time.perf_counter() - state["wall_s"]
 
     def save_checkpoint():
@@ -210,12 +219,15 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                     save_checkpoint()
                 return stopping
 
-            batches = dist.shard(train_batches(
+            batches = train_batches(
                 data.train_x, data.train_y, batch_size=cfg.batch_size, seed=cfg.seed,
                 epoch=epoch, start_step=state["step"], augment=augment,
-            ))
+            )
+            if negatives is not None:
+                batches = openset.mix(batches, negatives, cfg.negatives, seed=cfg.seed, epoch=epoch)
+            batches = dist.shard(batches)
             stats = train_one_epoch(train_model, optimizer, schedule, batches, seed=dist.rank_seed(cfg.seed), epoch=epoch,
-                                    l1=cfg.l1, on_step=on_step)
+                                    l1=cfg.l1, on_step=on_step, loss_fn=loss_fn)
             stats = dist.reduce_epoch(stats)
             if bar is not None:
                 bar.close()

@@ -1,0 +1,103 @@
+"""The committed model knows when a picture is not a digit, and its confidence means what it says.
+
+Judged on pictures nothing was trained or tuned on: non-digits from held-out fonts, photos, seeds
+and two kinds of drawing no training code makes (tests/nondigits.py), and MNIST *test* digits drawn
+as every kind of upload (tests/uploads.py), all through /predict's own preprocessing and the
+manifest's threshold (serve/rejection.py).
+"""
+import numpy as np
+import pytest
+
+from tests import nondigits
+from tests.uploads import KINDS
+
+DIGITS_PER_KIND = 150
+NON_DIGITS_PER_KIND = 40
+
+
+@pytest.fixture(scope="module")
+def model(committed_model):
+    from serve.model_store import load_manifest
+    from serve.predictor import Predictor
+    from serve.preprocess import Spec
+
+    manifest = load_manifest(committed_model)
+    return Predictor(committed_model, manifest), manifest, Spec.from_manifest(manifest)
+
+
+def _answers(model, pictures):
+    """(confidence, predicted index, flagged) per picture; refused pictures are flagged with confidence 0."""
+    from serve.errors import NoDigit
+    from serve.preprocess import prepare
+    from serve.rejection import flags
+
+    predictor, manifest, spec = model
+    tensors, refused = [], []
+    for data in pictures:
+        try:
+            tensors.append(prepare(data, spec).tensor)
+            refused.append(False)
+        except NoDigit:
+            refused.append(True)
+    probs = predictor(np.stack(tensors)) if tensors else np.zeros((0, 10), np.float32)
+    conf, pred = np.zeros(len(pictures)), np.full(len(pictures), -1)
+    ok = ~np.array(refused)
+    conf[ok], pred[ok] = probs.max(1), probs.argmax(1)
+    flagged = np.array([r or flags(c, manifest, None)[0] for r, c in zip(refused, conf)])
+    return conf, pred, flagged
+
+
+@pytest.fixture(scope="module")
+def digits(model, mnist_dir):
+    from train.mnist import load_split
+
+    test = load_split(mnist_dir, "test")
+    idx = np.random.default_rng(0xD161).choice(len(test), DIGITS_PER_KIND * len(KINDS), replace=False)
+    pictures, labels = [], test.labels[idx]
+    for j, (i, kind) in enumerate(zip(idx, sorted(KINDS) * DIGITS_PER_KIND)):
+        pictures.append(KINDS[kind](test.images[i], np.random.default_rng([0xD161, j])))
+    conf, pred, flagged = _answers(model, pictures)
+    return conf, pred == labels, flagged
+
+
+@pytest.fixture(scope="module")
+def non_digits(model):
+    pictures = nondigits.uploads(NON_DIGITS_PER_KIND)
+    _, _, flagged = _answers(model, [p for _, p in pictures])
+    kinds = np.array([k for k, _ in pictures])
+    for kind in dict.fromkeys(kinds):
+        print(f"{kind}: {flagged[kinds == kind].mean():.3f} flagged")
+    return kinds, flagged
+
+
+def test_the_model_is_trained_to_reject(model):
+    _, manifest, _ = model
+    assert manifest["rejection"]["open_set"] is True
+    assert 0 < manifest["rejection"]["threshold"] < 1 and manifest["calibration"]["temperature"] > 0
+
+
+def test_non_digits_are_flagged(non_digits):
+    kinds, flagged = non_digits
+    print(f"non-digits flagged: {flagged.mean():.3f} of {len(flagged)}")
+    assert flagged.mean() >= 0.90
+
+
+def test_real_digits_are_rarely_flagged(digits):
+    _, _, flagged = digits
+    print(f"digits flagged: {flagged.mean():.4f} of {len(flagged)}")
+    assert flagged.mean() <= 0.03
+
+
+def test_unflagged_answers_are_right(digits):
+    _, correct, flagged = digits
+    print(f"unflagged accuracy: {correct[~flagged].mean():.4f} of {(~flagged).sum()}")
+    assert correct[~flagged].mean() >= 0.995
+
+
+def test_confidence_is_calibrated_over_real_uploads(digits):
+    from train.calibration import ece
+
+    conf, correct, _ = digits
+    e = ece(conf, correct)
+    print(f"ECE {e:.4f}, mean confidence {conf.mean():.4f}, accuracy {correct.mean():.4f}")
+    assert e <= 0.02
