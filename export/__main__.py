@@ -126,9 +126,10 @@ def main(argv=None) -> int:
     else:
         _, val_idx = stratified_split(train.labels, cfg.val_size, cfg.seed)  # the run's own validation split
         sizes = cal.Sizes(val=args.calibration_digits, negatives=args.calibration_negatives)
+        reject_logit = bool(cfg.negatives) and cfg.open_set == "extra"
         calibration = cal.calibrate(model, train.images[val_idx], train.labels[val_idx], test.images, test.labels,
-                                    seed=cfg.seed, sizes=sizes)
-        net = cal.Calibrated(model, calibration["temperature"])
+                                    seed=cfg.seed, sizes=sizes, reject_logit=reject_logit)
+        net = cal.Calibrated(model, calibration["temperature"], reject_logit)
 
     staging = staging_dir(Path(args.models_dir), name)
     try:
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
         manifest = manifest_for(cfg, state, checkpoint, files, name)
         if calibration is not None:
             manifest.update(cal.manifest_sections(calibration, open_set=bool(cfg.negatives)))
-            manifest["output"]["semantics"] = "calibrated probabilities (softmax of logits / temperature)"
+            manifest["output"]["semantics"] = manifest["calibration"]["method"].split(": ", 1)[1]
         manifest["output"]["name"] = output_name(staging, files)
         predictor = Predictor(staging, manifest)  # exactly as serving will load it
 

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from train import negatives as neg
 from train import openset
-from train.calibration import ece, fit_temperature, reliability, softmax, threshold_at_frr
+from train.calibration import ece, fit_temperature, probabilities, reliability, threshold_at_frr
 from train.loop import predict_logits
 
 FALSE_REJECTION = 0.02  # of real digit uploads flagged, the rate the threshold is chosen for
@@ -31,15 +32,21 @@ RELIABILITY_PNG = "reliability.png"
 
 
 class Calibrated(nn.Layer):
-    """softmax(logits / T): the published graph's output."""
+    """The published graph's output: softmax(logits / T), or, for a model trained with the fixed-zero
+    "not a digit" logit, softmax([logits / T, 0]) without its last column (train.calibration.probabilities)."""
 
-    def __init__(self, net: nn.Layer, temperature: float):
+    def __init__(self, net: nn.Layer, temperature: float, reject_logit: bool = False):
         super().__init__()
         self.net = net
         self.inv_t = 1.0 / float(temperature)
+        self.reject_logit = reject_logit
 
     def forward(self, x):
-        return F.softmax(self.net(x) * self.inv_t, axis=-1)
+        z = self.net(x) * self.inv_t
+        if not self.reject_logit:
+            return F.softmax(z, axis=-1)
+        p = F.softmax(paddle.concat([z, paddle.zeros_like(z[:, :1])], axis=1), axis=-1)
+        return p[:, :-1]
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,8 @@ class Sizes:
     negatives: int = 2000  # non-digits, for tuning and again (held out) for test; at most as many as the digits
 
 
-def _answers(logits: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-    p = softmax(logits, t)
+def _answers(logits: np.ndarray, t: float, reject_logit: bool) -> tuple[np.ndarray, np.ndarray]:
+    p = probabilities(logits, t, reject_logit)
     return p.argmax(1), p.max(1)
 
 
@@ -66,9 +73,9 @@ def _figures(pred, conf, labels, thr) -> dict:
     }
 
 
-def _rejection(model, negs: neg.Negatives, t: float, thr: float) -> dict:
+def _rejection(model, negs: neg.Negatives, t: float, thr: float, reject_logit: bool) -> dict:
     """Per kind: the share flagged (under the threshold) or refused by preprocessing."""
-    _, conf = _answers(predict_logits(model, negs.images), t) if len(negs.images) else (None, np.zeros(0))
+    _, conf = _answers(predict_logits(model, negs.images), t, reject_logit) if len(negs.images) else (None, np.zeros(0))
     out = {}
     for kind, refused in negs.refused.items():
         m = negs.kinds == kind
@@ -79,7 +86,7 @@ def _rejection(model, negs: neg.Negatives, t: float, thr: float) -> dict:
     return out
 
 
-def calibrate(model, val_x, val_y, test_x, test_y, seed: int, sizes: Sizes = Sizes()) -> dict:
+def calibrate(model, val_x, val_y, test_x, test_y, seed: int, sizes: Sizes = Sizes(), reject_logit: bool = False) -> dict:
     """Fit T on validation half A, the threshold on half B; measure on test uploads and held-out non-digits."""
     model.eval()
     n = min(sizes.val, len(val_y))
@@ -88,28 +95,31 @@ def calibrate(model, val_x, val_y, test_x, test_y, seed: int, sizes: Sizes = Siz
     la, lb = predict_logits(model, ux[:half]), predict_logits(model, ux[half:])
     # Half A as uploads and as MNIST itself: the temperature must suit both kinds of input.
     fit_logits = np.concatenate([la, predict_logits(model, val_x[: n // 2])])
+    if reject_logit:  # the temperature scales the digit logits against the fixed "not a digit" 0
+        fit_logits = np.concatenate([fit_logits, np.zeros((len(fit_logits), 1), fit_logits.dtype)], axis=1)
     t = fit_temperature(fit_logits, np.concatenate([uy[:half], val_y[: n // 2]]))
-    pred_b, conf_b = _answers(lb, t)
+    pred_b, conf_b = _answers(lb, t, reject_logit)
     thr = threshold_at_frr(conf_b, FALSE_REJECTION)
-    _, raw_b = _answers(lb, 1.0)
+    _, raw_b = _answers(lb, 1.0, reject_logit)
 
     k = min(sizes.test, len(test_y))
     tx, ty = openset.upload_digits(test_x[:k], test_y[:k], seed=seed + 1)
-    pred_t, conf_t = _answers(predict_logits(model, tx), t)
+    pred_t, conf_t = _answers(predict_logits(model, tx), t, reject_logit)
     n_neg = min(sizes.negatives, len(uy))
     return {
         "temperature": t,
+        "reject_logit": reject_logit,
         "threshold": thr,
         "false_rejection_target": FALSE_REJECTION,
         "validation": {
             **_figures(pred_b, conf_b, uy[half:], thr),
             "ece_uncalibrated": ece(raw_b, pred_b == uy[half:]),
-            "non_digits": _rejection(model, neg.make(n_neg, seed=seed + 0x7E57), t, thr),
+            "non_digits": _rejection(model, neg.make(n_neg, seed=seed + 0x7E57), t, thr, reject_logit),
             "reliability": reliability(conf_b, pred_b == uy[half:]),
         },
         "test": {
             **_figures(pred_t, conf_t, ty, thr),
-            "non_digits": _rejection(model, neg.make(n_neg, seed=seed + 0x7E58, sources=neg.Sources.held_out()), t, thr),
+            "non_digits": _rejection(model, neg.make(n_neg, seed=seed + 0x7E58, sources=neg.Sources.held_out()), t, thr, reject_logit),
             "reliability": reliability(conf_t, pred_t == ty),
         },
     }
@@ -120,7 +130,9 @@ def manifest_sections(report: dict, open_set: bool) -> dict:
     summary = {part: {k: v for k, v in report[part].items() if k != "reliability"} for part in ("validation", "test")}
     return {
         "calibration": {
-            "method": "temperature scaling, applied in the graph: softmax(logits / temperature)",
+            "method": "temperature scaling, applied in the graph: " + (
+                "softmax([logits / temperature, 0]) without the last ('not a digit') column: probabilities sum to "
+                "1 - P(not a digit)" if report["reject_logit"] else "softmax(logits / temperature)"),
             "temperature": report["temperature"],
             "fitted_on": "validation half A: MNIST digits as they are and drawn as uploads through serving's preprocessing",
         },

@@ -68,3 +68,16 @@ def test_outlier_exposure_loss_and_batch_mixing():
     (step, mx, my), = openset.mix(iter([(0, x, y)]), negs, 0.25, seed=0, epoch=0)
     assert len(my) == 10 and (my == openset.NEGATIVE).sum() == 2 and sorted(my[my >= 0]) == list(range(8))
     assert np.allclose(mx[my == openset.NEGATIVE], mx[my == openset.NEGATIVE].max())  # the negatives' pixels
+
+
+def test_the_not_a_digit_class_has_a_fixed_zero_logit():
+    import paddle
+
+    from train import openset
+
+    logits = np.array([[8.0] + [0.0] * 9, [-6.0] * 10], np.float32)
+    p = cal.probabilities(logits, reject_logit=True)
+    assert p[0].sum() == pytest.approx(1 - 1 / (np.exp(8) + 10), rel=1e-6)  # a confident digit: little room left
+    assert p[1].sum() == pytest.approx(10 / (10 + np.exp(6)), rel=1e-6)  # every digit logit under 0: not a digit
+    loss = float(openset.extra_class_loss(paddle.to_tensor(logits), paddle.to_tensor([0, openset.NEGATIVE])))
+    assert loss == pytest.approx(-np.log([p[0][0], 1 - p[1].sum()]).mean(), rel=1e-5)

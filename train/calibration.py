@@ -14,6 +14,15 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def probabilities(logits: np.ndarray, temperature: float = 1.0, reject_logit: bool = False) -> np.ndarray:
+    """The published graph's output: softmax(z / T), or with the fixed-zero "not a digit" logit
+    (train/openset.py) softmax([z / T, 0]) without its last column (rows then sum to 1 - P(not a digit))."""
+    if not reject_logit:
+        return softmax(logits, temperature)
+    z = np.asarray(logits, np.float64)
+    return softmax(np.concatenate([z, np.zeros((len(z), 1))], axis=1), temperature)[:, :-1]
+
+
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     p = softmax(logits, temperature)
     return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None)).mean())
@@ -21,7 +30,8 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0) -> float:
     """The T > 0 minimising the negative log-likelihood of softmax(logits / T): a 1-D convex
-    problem in log T, solved by golden-section search (no optimizer state, deterministic)."""
+    problem in log T, solved by golden-section search (no optimizer state, deterministic).
+    For a model with the "not a digit" logit, pass the logits with a zero column appended."""
     a, b = np.log(lo), np.log(hi)
     g = (np.sqrt(5) - 1) / 2
     c, d = b - g * (b - a), a + g * (b - a)

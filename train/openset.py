@@ -1,14 +1,18 @@
-"""Open-set training: negatives mixed into every batch and the loss that teaches the model to doubt them.
+"""Open-set training: negatives mixed into every batch and the loss that teaches the model to reject them.
 
-Outlier exposure (Hendrycks et al., 2019): cross-entropy on the digits, plus, on the negatives,
-cross-entropy to the uniform distribution over the ten digits. The network keeps its ten outputs,
-so export, serving and every protocol stay as they are; "not a digit" is a low top probability,
-thresholded after calibration (export/calibrate.py). `python -m train.openset` measures it against
-the plain model and against an eleventh "not a digit" output on small runs.
+Two ways, measured against each other and the plain model by `python -m train.openset`:
+- "extra" (the default): a "not a digit" class whose logit is fixed at 0, beside the ten digit
+  logits the network already has. A free eleventh output would add nothing: softmax only sees
+  logit differences, and the last layer is linear, so z_d - z_reject is again a linear layer of
+  ten outputs. So the network, its checkpoints, reports and the published graph's shape stay as
+  they are; export folds the zero logit in: probabilities = softmax([z / T, 0])[:10], and
+  1 - their sum is the probability that the picture is not a digit.
+- "oe", outlier exposure (Hendrycks et al., 2019): cross-entropy on the digits plus, on the
+  negatives, cross-entropy to the uniform distribution over the ten digits.
 
-The hook into training is two calls: `mix` wraps the batch iterator, `loss` replaces cross-entropy.
-Negatives are drawn once per run (train/negatives.py, seeded) and sampled per step from
-(seed, epoch, step), so a resumed run sees the batches an uninterrupted one would.
+The hook into training is two calls: `mix` wraps the batch iterator, `loss_for` replaces
+cross-entropy. Negatives are drawn once per run (train/negatives.py, seeded) and sampled per step
+from (seed, epoch, step), so a resumed run sees the batches an uninterrupted one would.
 """
 from __future__ import annotations
 
@@ -54,9 +58,27 @@ def loss(logits, labels, weight: float = 0.5):
     return total + weight * (to_uniform * (1 - is_digit)).sum() / paddle.clip(n_neg, min=1.0)
 
 
+def with_reject_logit(logits):
+    """[N, 10] digit logits -> [N, 11]: the "not a digit" logit, fixed at 0, appended."""
+    return paddle.concat([logits, paddle.zeros_like(logits[:, :1])], axis=1)
+
+
 def extra_class_loss(logits, labels):
-    """The alternative: an eleventh output that negatives must pick."""
-    return F.cross_entropy(logits, paddle.where(labels < 0, paddle.full_like(labels, logits.shape[1] - 1), labels))
+    """Cross-entropy over the ten digits and "not a digit", the class every negative belongs to."""
+    z = with_reject_logit(logits)
+    return F.cross_entropy(z, paddle.where(labels < 0, paddle.full_like(labels, z.shape[1] - 1), labels))
+
+
+METHODS = ("extra", "oe")
+
+
+def loss_for(method: str, weight: float):
+    """The training loss of an open-set method: loss(logits, labels)."""
+    if method == "extra":
+        return extra_class_loss
+    if method == "oe":
+        return lambda logits, labels: loss(logits, labels, weight)
+    raise ValueError(f"unknown open-set method {method!r}; choose from {', '.join(METHODS)}")
 
 
 # --- realistic digit uploads for tuning ---------------------------------------------------------
@@ -96,12 +118,11 @@ def upload_digits(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np
 # --- python -m train.openset: outlier exposure vs an extra output vs the plain model ------------
 
 def _score(logits: np.ndarray, extra: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted digit, confidence that it is that digit) from 10 or 11 logits."""
-    from train.calibration import softmax
+    """(predicted digit, its probability) from the ten digit logits."""
+    from train.calibration import probabilities
 
-    p = softmax(logits)
-    digits = p[:, :10]
-    return digits.argmax(1), digits.max(1)
+    p = probabilities(logits, 1.0, reject_logit=extra)
+    return p.argmax(1), p.max(1)
 
 
 def compare(argv=None) -> int:
@@ -109,8 +130,6 @@ def compare(argv=None) -> int:
     import argparse
     import json
     import time
-
-    import paddle.nn as nn
 
     from train.calibration import auroc, threshold_at_frr
     from train.config import TrainConfig
@@ -137,12 +156,10 @@ def compare(argv=None) -> int:
     for variant in args.variants.split(","):
         paddle.seed(cfg.seed)
         model = build_model(cfg.model, cfg.dropout)
-        if variant == "extra":
-            model.fc = nn.Linear(model.fc.weight.shape[0], 11)
         steps = steps_per_epoch(len(data.train_y), cfg.batch_size, True)
         sched = build_schedule(cfg.schedule, cfg.lr, cfg.epochs * steps)
         opt = build_optimizer(cfg.optimizer, model.parameters(), sched, weight_decay=cfg.weight_decay)
-        lf = {"plain": None, "oe": lambda z, y: loss(z, y, cfg.negatives_weight), "extra": extra_class_loss}[variant]
+        lf = None if variant == "plain" else loss_for(variant, cfg.negatives_weight)
         t0 = time.perf_counter()
         for epoch in range(cfg.epochs):
             b = train_batches(data.train_x, data.train_y, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch, augment=Augment())

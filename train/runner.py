@@ -185,7 +185,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
 
         t_neg = time.perf_counter()
         negatives = openset.pool(cfg.negatives_pool, cfg.seed)
-        loss_fn = lambda logits, labels: openset.loss(logits, labels, cfg.negatives_weight)  # noqa: E731
+        loss_fn = openset.loss_for(cfg.open_set, cfg.negatives_weight)
         log(f"{len(negatives)} non-digit pictures made in {time.perf_counter() - t_neg:.1f} s; "
             f"{cfg.negatives:.3f} of each batch")
     started = time.perf_counter() - state["wall_s"]
