@@ -101,3 +101,29 @@ def test_confidence_is_calibrated_over_real_uploads(digits):
     e = ece(conf, correct)
     print(f"ECE {e:.4f}, mean confidence {conf.mean():.4f}, accuracy {correct.mean():.4f}")
     assert e <= 0.02
+
+
+@pytest.mark.parametrize("below, flagged", [(1.01, True), (0.0, False)])
+def test_every_protocol_gives_the_same_explicit_answer(committed_model, mnist_dir, below, flagged):
+    """UNCERTAIN_BELOW overrides the manifest's threshold; a flagged answer from an open-set model is
+    `"digit": null, "not_a_digit": true` on /predict and a 'not_a_digit' label in v2's classification."""
+    import base64
+
+    from serve.app import create_app
+    from tests.images import as_upload, encode
+    from train.mnist import load_split
+
+    digit = load_split(mnist_dir, "test").images[0]  # a 7
+    png = encode(as_upload(digit))
+    client = create_app({"model_dir": str(committed_model), "uncertain_below": below}).test_client()
+    body = client.post("/predict", data=png, content_type="image/png").json
+    assert body["uncertain"] is flagged and body["not_a_digit"] is flagged
+    assert (body["digit"] is None) is flagged and body["top_k"][0]["digit"] == 7  # the closest digit stays visible
+
+    manifest = client.get("/v1/models").json["models"][0]
+    out = manifest["output"]["name"]
+    v2 = client.post(f"/v2/models/{manifest['name']}/infer", json={
+        "inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(png).decode()]}],
+        "outputs": [{"name": out, "parameters": {"classification": 2}}]}).json
+    top, second = v2["outputs"][0]["data"]
+    assert top.split(":")[1] == "7" and top.endswith(":not_a_digit") is flagged and second.count(":") == 2
