@@ -126,10 +126,9 @@ def main(argv=None) -> int:
     else:
         _, val_idx = stratified_split(train.labels, cfg.val_size, cfg.seed)  # the run's own validation split
         sizes = cal.Sizes(val=args.calibration_digits, negatives=args.calibration_negatives)
-        reject_logit = bool(cfg.negatives) and cfg.open_set == "extra"
         calibration = cal.calibrate(model, train.images[val_idx], train.labels[val_idx], test.images, test.labels,
-                                    seed=cfg.seed, sizes=sizes, reject_logit=reject_logit)
-        net = cal.Calibrated(model, calibration["temperature"], reject_logit)
+                                    seed=cfg.seed, sizes=sizes, open_set=bool(cfg.negatives) and cfg.open_set == "extra")
+        net = cal.Calibrated(model, calibration["temperature"], calibration["reject_logit"])
 
     staging = staging_dir(Path(args.models_dir), name)
     try:
@@ -165,7 +164,7 @@ def main(argv=None) -> int:
     if calibration is not None:
         figure = cal.write_report(calibration, checkpoint.parent / f"export-{name}-{manifest['version']}", f"{name} {manifest['version']}")
         r = manifest["rejection"]
-        print(f"  calibration: T = {calibration['temperature']:.3f}, threshold {r['threshold']:.4f} "
+        print(f"  calibration: T = {calibration['temperature']:.3f}, not-a-digit logit {calibration['reject_logit']}, threshold {r['threshold']:.4f} "
               f"(false rejection target {r['false_rejection_target']:.0%}); report {figure.parent}")
         for part in ("validation", "test"):
             f = r[part]

@@ -76,7 +76,7 @@ def test_the_not_a_digit_class_has_a_fixed_zero_logit():
     from train import openset
 
     logits = np.array([[8.0] + [0.0] * 9, [-6.0] * 10], np.float32)
-    p = cal.probabilities(logits, reject_logit=True)
+    p = cal.probabilities(logits, reject_logit=0.0)
     assert p[0].sum() == pytest.approx(1 - 1 / (np.exp(8) + 10), rel=1e-6)  # a confident digit: little room left
     assert p[1].sum() == pytest.approx(10 / (10 + np.exp(6)), rel=1e-6)  # every digit logit under 0: not a digit
     loss = float(openset.extra_class_loss(paddle.to_tensor(logits), paddle.to_tensor([0, openset.NEGATIVE])))

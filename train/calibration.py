@@ -14,13 +14,14 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def probabilities(logits: np.ndarray, temperature: float = 1.0, reject_logit: bool = False) -> np.ndarray:
-    """The published graph's output: softmax(z / T), or with the fixed-zero "not a digit" logit
-    (train/openset.py) softmax([z / T, 0]) without its last column (rows then sum to 1 - P(not a digit))."""
-    if not reject_logit:
+def probabilities(logits: np.ndarray, temperature: float = 1.0, reject_logit: float | None = None) -> np.ndarray:
+    """The published graph's output: softmax(z / T), or with the "not a digit" logit (train/openset.py;
+    0 in training, set at export) softmax([z / T, reject_logit]) without its last column (rows then
+    sum to 1 - P(not a digit))."""
+    if reject_logit is None:
         return softmax(logits, temperature)
-    z = np.asarray(logits, np.float64)
-    return softmax(np.concatenate([z, np.zeros((len(z), 1))], axis=1), temperature)[:, :-1]
+    z = np.asarray(logits, np.float64) / temperature
+    return softmax(np.concatenate([z, np.full((len(z), 1), float(reject_logit))], axis=1))[:, :-1]
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:

@@ -121,7 +121,7 @@ def _score(logits: np.ndarray, extra: bool) -> tuple[np.ndarray, np.ndarray]:
     """(predicted digit, its probability) from the ten digit logits."""
     from train.calibration import probabilities
 
-    p = probabilities(logits, 1.0, reject_logit=extra)
+    p = probabilities(logits, 1.0, reject_logit=0.0 if extra else None)
     return p.argmax(1), p.max(1)
 
 
