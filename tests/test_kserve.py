@@ -11,6 +11,7 @@ import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from serve import rejection
 from serve.preprocess import Limits, Spec, prepare
 from tests.conftest import free_port, gunicorn_cmd, running_server
 from tests.images import as_upload, encode
@@ -157,8 +158,9 @@ def test_classification_extension(triton, manifest, uploads, reference, binary):
         parsed = [(entry.decode() if isinstance(entry, bytes) else entry).split(":") for entry in row]
         indices = [int(index) for _, index, _ in parsed]
         assert indices == list(np.argsort(-probs, kind="stable")[:3])
-        for value, index, label in parsed:
-            assert label == manifest["labels"][int(index)]
+        not_a_digit = rejection.flags(float(probs.max()), manifest, None)[1]  # as /predict says it
+        for k, (value, index, label) in enumerate(parsed):
+            assert label == (rejection.NOT_A_DIGIT if k == 0 and not_a_digit else manifest["labels"][int(index)])
             assert len(value.split(".")[1]) == 6  # printf %f, like Triton's std::to_string
             assert abs(float(value) - probs[int(index)]) < 1e-5
 
