@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         manifest = manifest_for(cfg, state, checkpoint, files, name)
         if calibration is not None:
             manifest.update(cal.manifest_sections(calibration, open_set=bool(cfg.negatives)))
-            manifest["output"]["semantics"] = manifest["calibration"]["method"].split(": ", 1)[1]
+            manifest["output"]["semantics"] = "probabilities, calibrated: " + manifest["calibration"]["method"].split(": ", 1)[1]
         manifest["output"]["name"] = output_name(staging, files)
         predictor = Predictor(staging, manifest)  # exactly as serving will load it
 

@@ -158,7 +158,7 @@
     }
     if (mine !== latest) return;
     setBusy(false);
-    if (response.ok && body && typeof body.digit === "number") {
+    if (response.ok && body && (typeof body.digit === "number" || body.not_a_digit === true)) {
       showResult(body, source);
     } else if (body && body.error && body.error.message) {
       showError(body.error.message, `HTTP ${response.status} · ${body.error.code || "error"}`);
