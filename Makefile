@@ -25,7 +25,7 @@ PYTEST_ARGS ?=
 PIDFILE ?= $(or $(XDG_RUNTIME_DIR),/tmp)/digits-serve-$(PORT).pid
 MODEL_DIR ?= models
 
-.PHONY: help venv chromium train experiments export serve reload pin unpin test soak bench container-test clean
+.PHONY: help venv chromium fonts train experiments export serve reload pin unpin test soak bench container-test clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
@@ -54,7 +54,20 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 chromium:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-train: venv
+# Fonts for the non-digit pictures (train/negatives.py): more families to train on (FreeFont, URW) and
+# to hold out for evaluation (Liberation, URW Gothic, C059). Installed only when missing; without them
+# matplotlib's bundled DejaVu/Computer Modern (training) and STIX (held out) fonts are used.
+FONT_PACKAGES := fonts-freefont-ttf fonts-urw-base35 fonts-liberation
+FONT_MARKERS := /usr/share/fonts/truetype/freefont/FreeSans.ttf /usr/share/fonts/opentype/urw-base35/URWGothic-Book.otf \
+  /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf
+
+fonts:
+	@for f in $(FONT_MARKERS); do test -f $$f || missing=1; done; \
+	if [ -n "$$missing" ]; then { $(SUDO) apt-get install -y -q $(FONT_PACKAGES) || { $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(FONT_PACKAGES); }; } || \
+	  echo "fonts: could not install $(FONT_PACKAGES); using matplotlib's bundled fonts" >&2; fi
+
+train: venv fonts
 ifeq ($(NPROC),1)
 	$(BIN)/python -m train $(TRAIN_ARGS)
 else
@@ -70,7 +83,7 @@ $(VENV)/.installed-onnx: $(VENV)/.installed requirements-onnx.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-onnx.txt -c constraints.txt
 	touch $@
 
-export: venv $(if $(filter onnx,$(FORMAT)),$(VENV)/.installed-onnx)
+export: venv fonts $(if $(filter onnx,$(FORMAT)),$(VENV)/.installed-onnx)
 	$(BIN)/python -m export --format $(FORMAT) $(EXPORT_ARGS)
 
 serve: venv
@@ -91,7 +104,7 @@ unpin: venv
 	$(BIN)/python -m serve.model_store unpin --model-dir $(MODEL_DIR)
 	$(MAKE) --no-print-directory reload
 
-test: venv chromium
+test: venv chromium fonts
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 soak: venv

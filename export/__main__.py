@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from export.convert import INPUT_NAME, load_checkpoint_model, parity, probabilities_model, save_static
+from export import calibrate as cal
+from export.convert import INPUT_NAME, load_checkpoint_model, parity, save_static
 from export.publish import discard, publish, staging_dir
 from serve.model_store import sha256_file
 from serve.predictor import Predictor
 from train import checkpoint as ckpt
-from train.data import normalize
+from train.data import normalize, stratified_split
 from train.rundir import Position, RunDir, newest_with_best
 from train.mnist import DIGIT_BOX, INPUT_SHAPE, LABELS, MEAN, STD, DataError, load_split, resolve_data_dir
 
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["paddle", "onnx"], default="paddle",
                    help="paddle: the Paddle Inference files; onnx: also model.onnx, checked on ONNX Runtime (default: paddle)")
     p.add_argument("--parity-batch", type=int, default=256, help="test images in the parity check (default: 256)")
+    p.add_argument("--calibration-digits", type=int, default=cal.Sizes.val,
+                   help=f"validation digits for the temperature and threshold (default: {cal.Sizes.val})")
+    p.add_argument("--calibration-negatives", type=int, default=cal.Sizes.negatives,
+                   help=f"non-digits for the rejection figures, tuning and held out each (default: {cal.Sizes.negatives})")
     return p
 
 
@@ -109,18 +114,26 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     checkpoint = source_checkpoint(args)
     model, cfg, state = load_checkpoint_model(checkpoint)
-    net = probabilities_model(model, cfg)
     name = args.name or f"mnist-{cfg.model}"
     try:
-        test = load_split(resolve_data_dir(args.data_dir or cfg.data.get("dir")), "test")
+        data_dir = resolve_data_dir(args.data_dir or cfg.data.get("dir"))
+        test, train = load_split(data_dir, "test"), load_split(data_dir, "train")
     except DataError as e:
         print(f"data error: {e}", file=sys.stderr)
         return 2
+    # load_checkpoint_model refuses the softmax-twice pitfall, so there are always logits to calibrate.
+    _, val_idx = stratified_split(train.labels, cfg.val_size, cfg.seed)  # the run's own validation split
+    sizes = cal.Sizes(val=args.calibration_digits, negatives=args.calibration_negatives)
+    calibration = cal.calibrate(model, train.images[val_idx], train.labels[val_idx], test.images, test.labels,
+                                seed=cfg.seed, sizes=sizes, open_set=bool(cfg.negatives) and cfg.open_set == "extra")
+    net = cal.Calibrated(model, calibration["temperature"], calibration["reject_logit"])
 
     staging = staging_dir(Path(args.models_dir), name)
     try:
         files = save_static(net, staging)
         manifest = manifest_for(cfg, state, checkpoint, files, name)
+        manifest.update(cal.manifest_sections(calibration, open_set=bool(cfg.negatives)))
+        manifest["output"]["semantics"] = "probabilities, calibrated: " + manifest["calibration"]["method"].split(": ", 1)[1]
         manifest["output"]["name"] = output_name(staging, files)
         predictor = Predictor(staging, manifest)  # exactly as serving will load it
 
@@ -145,6 +158,15 @@ def main(argv=None) -> int:
     except BaseException:
         discard(staging)
         raise
+    figure = cal.write_report(calibration, checkpoint.parent / f"export-{name}-{manifest['version']}", f"{name} {manifest['version']}")
+    r = manifest["rejection"]
+    print(f"  calibration: T = {calibration['temperature']:.3f}, not-a-digit logit {calibration['reject_logit']}, threshold {r['threshold']:.4f} "
+          f"(false rejection target {r['false_rejection_target']:.0%}); report {figure.parent}")
+    for part in ("validation", "test"):
+        f = r[part]
+        print(f"  {part}: uploads acc {f['accuracy']:.4f}, flagged {f['false_rejection']:.4f}, "
+              f"unflagged acc {f['unflagged_accuracy']:.4f}, ECE {f['ece']:.4f}; non-digits rejected "
+              + ", ".join(f"{k} {v['rejected']:.3f}" for k, v in f["non_digits"].items()))
     print(f"published {target}")
     print(f"  val acc {manifest['metrics']['val_acc']:.4f}  test acc {test_acc:.4f} (Paddle Inference, {len(test)} images)")
     print(f"  parity: max |dygraph - inference| = {report['max_abs_diff_inference']:.2e}, argmax equal: {report['argmax_equal']}")

@@ -10,7 +10,7 @@ from paddle.static import InputSpec
 from train import checkpoint as ckpt
 from train.config import TrainConfig
 from train.mnist import INPUT_SHAPE
-from train.models import WithSoftmax, build_model
+from train.models import build_model
 
 INPUT_NAME = "image"
 PREFIX = "inference"
@@ -31,13 +31,6 @@ def load_checkpoint_model(checkpoint: Path):
     ckpt.load_into(checkpoint, model)
     model.eval()
     return model, cfg, state
-
-
-def probabilities_model(model, cfg: TrainConfig = None):
-    """The logits network with softmax added once, as served."""
-    net = WithSoftmax(model)
-    net.eval()
-    return net
 
 
 def save_static(net, out_dir: Path) -> dict:

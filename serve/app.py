@@ -18,7 +18,7 @@ from flask.json.provider import DefaultJSONProvider
 from PIL import Image
 from werkzeug.exceptions import HTTPException
 
-from serve import logs
+from serve import logs, rejection
 from serve.config import ServeConfig
 from serve.errors import ApiError, NotReady
 from serve.inputs import read_images
@@ -162,16 +162,22 @@ def _not_ready(service: ModelService) -> NotReady:
 
 
 def describe(probs: np.ndarray, service: ModelService, cfg: ServeConfig, image: np.ndarray | None = None) -> dict:
-    """One prediction as the API returns it."""
+    """One prediction as the API returns it.
+
+    `uncertain` and `not_a_digit` follow serve/rejection.py; a non-digit answers `"digit": null`,
+    and top_k still shows the closest digits.
+    """
     labels = service.manifest["labels"]
     order = np.argsort(-probs, kind="stable")
     best = int(order[0])
+    uncertain, not_a_digit = rejection.flags(float(probs[best]), service.manifest, cfg.uncertain_below)
     out = {
-        "digit": int(labels[best]),
+        "digit": None if not_a_digit else int(labels[best]),
         "confidence": float(probs[best]),
         "probabilities": [float(p) for p in probs],
         "top_k": [{"digit": int(labels[i]), "probability": float(probs[i])} for i in order[: cfg.top_k]],
-        "uncertain": bool(probs[best] < cfg.uncertain_below),
+        "uncertain": uncertain,
+        "not_a_digit": not_a_digit,
         "model": service.identity,
     }
     if image is not None:

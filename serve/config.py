@@ -15,7 +15,7 @@ class ServeConfig:
     max_pixels: int = 40_000_000  # per image, checked from the header before decoding
     max_batch: int = 64  # images per request
     max_form_parts: int = 128  # multipart parts per request
-    uncertain_below: float = 0.6  # confidence under which a prediction is flagged uncertain
+    uncertain_below: float | None = None  # flag answers under this confidence; None: the manifest's threshold
     top_k: int = 3
     predictor_threads: int = 1  # math threads per predictor
     onednn: bool = True
@@ -69,6 +69,6 @@ def _parse(raw: str, typ: str, var: str):
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(raw)
-        return {"int": int, "float": float, "str": str}[typ](raw)
+        return {"int": int, "float": float, "str": str}[typ.removesuffix(" | None")](raw)
     except ValueError:
         raise SystemExit(f"environment variable {var}={raw!r} is not a valid {typ}") from None

@@ -21,6 +21,7 @@ import numpy as np
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from serve import rejection
 from serve.errors import ApiError, BadRequest, NotReady
 from serve.kserve_codec import (
     InferRequest,
@@ -238,6 +239,9 @@ def _outputs(req: InferRequest, manifest: dict, probs: np.ndarray) -> tuple[dict
         k = want.classification if want is not None else 0
         if k:
             rows = classifications(probs, k, manifest.get("labels"))
+            for row, p in zip(rows, probs):  # a non-digit says so in its top entry's label: "0.31:4:not_a_digit"
+                if rejection.flags(float(p.max()), manifest, _service().config.uncertain_below)[1]:
+                    row[0] = ":".join(row[0].split(":")[:2] + [rejection.NOT_A_DIGIT])
             tensor = {"name": out_name, "datatype": "BYTES", "shape": [len(rows), len(rows[0])]}
             flat = [s for row in rows for s in row]
             raw = serialize_bytes([s.encode() for s in flat]) if binary else None

@@ -14,14 +14,19 @@ MODEL_ID = {"type": "object", "required": ["name", "version"],
             "properties": {"name": {"type": "string"}, "version": {"type": "integer"}}}
 PREDICTION = {
     "type": "object",
-    "required": ["digit", "confidence", "probabilities", "top_k", "uncertain", "model"],
+    "required": ["digit", "confidence", "probabilities", "top_k", "uncertain", "not_a_digit", "model"],
     "properties": {
-        "digit": {"type": "integer", "minimum": 0, "maximum": 9},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "digit": {"type": ["integer", "null"], "minimum": 0, "maximum": 9,
+                  "description": "null when the picture is not a digit (not_a_digit)"},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                       "description": "calibrated: the probability that `digit` is right (the model's top probability)"},
         "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
         "top_k": {"type": "array", "items": {"type": "object", "required": ["digit", "probability"],
                                              "properties": {"digit": {"type": "integer"}, "probability": {"type": "number"}}}},
-        "uncertain": {"type": "boolean", "description": "confidence below the server's threshold: may not be a digit"},
+        "uncertain": {"type": "boolean", "description": "confidence below the threshold: UNCERTAIN_BELOW, else the one the "
+                      "model's manifest chose at export for a stated false-rejection rate on real digits"},
+        "not_a_digit": {"type": "boolean", "description": "uncertain, from a model trained to reject non-digits: "
+                        "the picture is taken for no digit, `digit` is null and top_k holds the closest digits"},
         "model": {"$ref": "#/components/schemas/ModelId"},
         "input_image": {"type": "string", "description": "with ?debug=1: the 28x28 input the model saw, as a PNG data URL"},
     },
@@ -58,7 +63,8 @@ V2_INFER_REQUEST = {
         "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
             "name": {"type": "string"},
             "parameters": {**V2_PARAMETERS, "description": "binary_data: bool; classification: k, the top-k as BYTES "
-                                                           "'<value>:<index>:<label>'"}}}},
+                                                           "'<value>:<index>:<label>'; for a picture taken for no digit the "
+                                                           "top entry's label is 'not_a_digit' ('0.31:4:not_a_digit')"}}}},
     },
 }
 V2_INFER_RESPONSE = {

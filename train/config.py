@@ -30,6 +30,10 @@ class TrainConfig:
     dropout: float | None = None  # None: the model's own default
     augment: bool | None = None  # None: on for the default model, off otherwise
     softmax_in_model: bool = False  # the course's pitfall; only for the experiment table
+    negatives: float | None = None  # non-digits per batch, as a fraction of it (train/openset.py); None: 0.125 for cnn, else 0
+    negatives_pool: int = 8000  # non-digits drawn once per run
+    open_set: str = "extra"  # how negatives are learnt: "extra" (a "not a digit" class) or "oe" (outlier exposure)
+    negatives_weight: float = 0.5  # outlier-exposure weight of the negatives' loss ("oe" only)
     val_size: int = 5000
     seed: int = 2024
     device: str = "cpu"
@@ -49,6 +53,8 @@ class TrainConfig:
         c = dataclasses.replace(self)
         if c.augment is None:
             c.augment = c.model == DEFAULT_MODEL
+        if c.negatives is None:
+            c.negatives = 0.125 if c.model == DEFAULT_MODEL else 0.0
         if c.dropout is None:
             c.dropout = 0.3 if c.model == DEFAULT_MODEL else 0.0
         return c
@@ -59,6 +65,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {"negatives": 0.0, **d}  # a config saved before open-set training had none
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -96,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=None, help="dropout rate (default: 0.3 for cnn, else 0)")
     p.add_argument("--augment", type=_bool, default=None, help="random affine distortions (default: on for cnn)")
     p.add_argument("--softmax-in-model", type=_bool, default=False, help="reproduce the course's pitfall (default: off)")
+    p.add_argument("--negatives", type=float, default=None,
+                   help="non-digits added to each batch, as a fraction of it, for open-set rejection (default: 0.125 for cnn, else 0)")
+    p.add_argument("--negatives-pool", type=int, default=d.negatives_pool, help=f"non-digits made per run (default: {d.negatives_pool})")
+    p.add_argument("--open-set", choices=["extra", "oe"], default=d.open_set,
+                   help=f"extra: a 'not a digit' class; oe: outlier exposure, uniform over digits (default: {d.open_set})")
+    p.add_argument("--negatives-weight", type=float, default=d.negatives_weight, help=f"weight of their loss, oe only (default: {d.negatives_weight})")
     p.add_argument("--val-size", type=int, default=d.val_size, help=f"validation records carved from train (default: {d.val_size})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"(default: {d.seed})")
     p.add_argument("--device", choices=["cpu", "gpu"], default=d.device, help=f"(default: {d.device})")

@@ -28,8 +28,12 @@ def train_one_epoch(
     l1: float = 0.0,
     label_smoothing: float = 0.0,
     on_step: Callable[[dict], bool] | None = None,
+    loss_fn: Callable | None = None,
 ) -> dict:
-    """Train on `batches` ((step, x, y) tuples). on_step gets each step's record; True stops early."""
+    """Train on `batches` ((step, x, y) tuples). on_step gets each step's record; True stops early.
+
+    loss_fn(logits, labels) replaces cross-entropy (train/openset.py); labels < 0 mark records
+    that are no digit, left out of the accuracy."""
     model.train()
     seen = correct = 0
     loss_sum = 0.0
@@ -38,7 +42,12 @@ def train_one_epoch(
         paddle.seed(step_seed(seed, epoch, step))
         xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
         logits = model(xt)
-        loss = F.cross_entropy(logits, yt, label_smoothing=label_smoothing) if label_smoothing else F.cross_entropy(logits, yt)
+        if loss_fn is not None:
+            loss = loss_fn(logits, yt)
+        elif label_smoothing:
+            loss = F.cross_entropy(logits, yt, label_smoothing=label_smoothing)
+        else:
+            loss = F.cross_entropy(logits, yt)
         total = loss + l1_penalty(model, l1) if l1 else loss
         total.backward()
         optimizer.step()
@@ -46,7 +55,7 @@ def train_one_epoch(
         schedule.step()
         loss_value = float(loss)
         batch_correct = int((logits.argmax(axis=1) == yt).astype("int64").sum())
-        n = len(y)
+        n = int((y >= 0).sum())
         seen += n
         correct += batch_correct
         loss_sum += loss_value * n
@@ -54,7 +63,7 @@ def train_one_epoch(
             "epoch": epoch,
             "step": step,
             "loss": loss_value,
-            "acc": batch_correct / n,
+            "acc": batch_correct / max(n, 1),
             "lr": float(optimizer.get_lr()),
             "images_per_s": seen / max(time.perf_counter() - t0, 1e-9),
         }

@@ -98,6 +98,16 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
 
     train_model = dist.wrap(model)  # after resume: DataParallel starts from rank 0's weights
     augment = Augment() if cfg.augment else None
+    negatives, loss_fn = None, None
+    if cfg.negatives:
+        from train import openset
+
+        t_neg = time.perf_counter()
+        negatives = openset.pool(cfg.negatives_pool, cfg.seed)
+        loss_fn = openset.loss_for(cfg.open_set, cfg.negatives_weight)
+        log(f"{len(negatives)} non-digit pictures made in {time.perf_counter() - t_neg:.1f} s; "
+            f"{cfg.negatives:.3f} of each batch")
+
     started = time.perf_counter() - pos.wall_s
     mid_vals = mid_epoch_validations(per_epoch, 1 if dry_run else cfg.val_per_epoch)
 
@@ -159,8 +169,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                 data.train_x, data.train_y, batch_size=cfg.batch_size, seed=cfg.seed,
                 epoch=epoch, start_step=pos.step, augment=augment, part=dist.part(cfg.batch_size),
             )
+            if negatives is not None:  # each rank adds its own share, drawn with its own seed
+                batches = openset.mix(batches, negatives, cfg.negatives, seed=dist.rank_seed(cfg.seed), epoch=epoch)
             stats = train_one_epoch(train_model, optimizer, schedule, batches, seed=dist.rank_seed(cfg.seed), epoch=epoch,
-                                    l1=cfg.l1, label_smoothing=cfg.label_smoothing, on_step=on_step)
+                                    l1=cfg.l1, label_smoothing=cfg.label_smoothing, on_step=on_step, loss_fn=loss_fn)
             stats = dist.reduce_epoch(stats)
             if bar is not None:
                 bar.close()

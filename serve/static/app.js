@@ -158,7 +158,7 @@
     }
     if (mine !== latest) return;
     setBusy(false);
-    if (response.ok && body && typeof body.digit === "number") {
+    if (response.ok && body && (typeof body.digit === "number" || body.not_a_digit === true)) {
       showResult(body, source);
     } else if (body && body.error && body.error.message) {
       showError(body.error.message, `HTTP ${response.status} · ${body.error.code || "error"}`);
@@ -214,7 +214,7 @@
   function showResult(r, source) {
     $("error").hidden = true;
     $("idle-text").hidden = true;
-    $("digit").textContent = String(r.digit);
+    $("digit").textContent = r.not_a_digit ? "—" : String(r.digit);
     $("confidence").textContent = `Confidence: ${percent(r.confidence)}`;
     $("uncertain").hidden = !r.uncertain;
     $("summary").classList.toggle("uncertain-result", Boolean(r.uncertain));
@@ -253,7 +253,9 @@
     $("model").textContent = `Result for ${source} · model ${r.model.name} version ${r.model.version}`;
     $("summary").hidden = false;
     $("details").hidden = false;
-    setQuick(r.uncertain ? `Uncertain: ${r.digit}? (${percent(r.confidence)})` : `Digit ${r.digit} (${percent(r.confidence)})`,
+    const closest = r.top_k && r.top_k.length ? r.top_k[0].digit : r.digit;
+    setQuick(r.not_a_digit ? `Not a digit? (closest: ${closest}, ${percent(r.confidence)})`
+             : r.uncertain ? `Uncertain: ${r.digit}? (${percent(r.confidence)})` : `Digit ${r.digit} (${percent(r.confidence)})`,
              r.uncertain ? "uncertain-result" : "");
   }
 

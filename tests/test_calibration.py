@@ -1,0 +1,83 @@
+"""Temperature scaling, calibration error, rejection thresholds and the open-set training pieces."""
+import numpy as np
+import pytest
+
+from train import calibration as cal
+
+
+def test_temperature_is_recovered_from_overconfident_logits():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, (4000, 10))
+    p = cal.softmax(logits, 2.5)  # the truth is softmax(logits / 2.5)
+    labels = (p.cumsum(1) > rng.uniform(size=(4000, 1))).argmax(1)
+    t = cal.fit_temperature(logits, labels)
+    assert 2.2 < t < 2.8
+    before = cal.ece(cal.softmax(logits).max(1), cal.softmax(logits).argmax(1) == labels)
+    after = cal.ece(cal.softmax(logits, t).max(1), cal.softmax(logits, t).argmax(1) == labels)
+    assert after < 0.03 < before
+
+
+def test_ece_and_reliability_bins():
+    conf = np.array([0.95] * 100 + [0.55] * 100)
+    correct = np.array([True] * 95 + [False] * 5 + [True] * 80 + [False] * 20)
+    bins = cal.reliability(conf, correct)
+    assert [b["n"] for b in bins] == [100, 100]
+    assert cal.ece(conf, correct) == pytest.approx(0.5 * 0 + 0.5 * 0.25)
+
+
+def test_threshold_flags_the_stated_share_of_digits():
+    conf = np.random.default_rng(1).uniform(0.5, 1, 10000)
+    t = cal.threshold_at_frr(conf, 0.02)
+    assert (conf < t).mean() == pytest.approx(0.02, abs=0.002)
+
+
+def test_negatives_are_seeded_and_pass_serving_preprocessing():
+    from train import negatives as neg
+
+    a, b = neg.make(40, seed=3), neg.make(40, seed=3)
+    assert np.array_equal(a.images, b.images) and a.images.shape[1:] == (28, 28) and a.images.dtype == np.uint8
+    assert not np.array_equal(a.images, neg.make(40, seed=4).images)
+    assert set(a.kinds) <= set(neg.KINDS) and len(a.images) + sum(a.refused.values()) == 40
+    # centred by serving's preprocessing: ink in the frame, the border empty as in MNIST
+    assert (a.images[:, 0, :] == 0).mean() > 0.9 and a.images.max() > 200
+
+
+def test_held_out_sources_are_disjoint_from_training():
+    from train import negatives as neg
+
+    train, held = neg.Sources.for_training(), neg.Sources.held_out()
+    assert train.fonts and held.fonts and not set(train.fonts) & set(held.fonts)
+    assert not set(train.photos) & set(held.photos) and not set(train.textures) & set(held.textures)
+
+
+def test_outlier_exposure_loss_and_batch_mixing():
+    import paddle
+
+    from train import openset
+
+    logits = paddle.to_tensor(np.array([[5.0] + [0.0] * 9, [0.0] * 10, [9.0] + [0.0] * 9], np.float32))
+    digits_only = float(openset.loss(logits[:1], paddle.to_tensor([0])))
+    # a negative with uniform logits costs log(10) - mean = log(10): the minimum of its term
+    with_uniform = float(openset.loss(logits[:2], paddle.to_tensor([0, -1]), weight=1.0))
+    with_peaked = float(openset.loss(logits[[0, 2]], paddle.to_tensor([0, -1]), weight=1.0))
+    assert with_uniform == pytest.approx(digits_only + np.log(10), rel=1e-5)
+    assert with_peaked > with_uniform
+
+    x, y = np.zeros((8, 1, 28, 28), np.float32), np.arange(8)
+    negs = np.full((20, 28, 28), 255, np.uint8)
+    (step, mx, my), = openset.mix(iter([(0, x, y)]), negs, 0.25, seed=0, epoch=0)
+    assert len(my) == 10 and (my == openset.NEGATIVE).sum() == 2 and sorted(my[my >= 0]) == list(range(8))
+    assert np.allclose(mx[my == openset.NEGATIVE], mx[my == openset.NEGATIVE].max())  # the negatives' pixels
+
+
+def test_the_not_a_digit_class_has_a_fixed_zero_logit():
+    import paddle
+
+    from train import openset
+
+    logits = np.array([[8.0] + [0.0] * 9, [-6.0] * 10], np.float32)
+    p = cal.probabilities(logits, reject_logit=0.0)
+    assert p[0].sum() == pytest.approx(1 - 1 / (np.exp(8) + 10), rel=1e-6)  # a confident digit: little room left
+    assert p[1].sum() == pytest.approx(10 / (10 + np.exp(6)), rel=1e-6)  # every digit logit under 0: not a digit
+    loss = float(openset.extra_class_loss(paddle.to_tensor(logits), paddle.to_tensor([0, openset.NEGATIVE])))
+    assert loss == pytest.approx(-np.log([p[0][0], 1 - p[1].sum()]).mean(), rel=1e-5)

@@ -1,0 +1,329 @@
+"""Pictures that are not digits, made offline and seeded: what the model learns to reject.
+
+Kinds: letters and symbols rendered from fonts and pushed towards handwriting (stroke width,
+brush re-drawing, rotation, shear, elastic distortion), procedural scribbles and shapes, crops of
+the photos scikit-image ships, textures and noise. Each picture is drawn as an upload would be
+(dark ink on light paper, any size) and then goes through serving's own `prepare_gray`, so the
+model trains on exactly what it sees at /predict.
+
+Sources are split once, here: fonts and photos in HELD_OUT_* are never used for training or
+tuning; tests/nondigits.py draws its evaluation pictures from them.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from serve.errors import NoDigit
+from serve.preprocess import Spec, prepare_gray
+from train.mnist import DIGIT_BOX, MEAN, STD
+
+# Glyphs that a writer could mean as a digit (O/0, l/1, Z/2, З/3, Ч/4, S/5, b/6, B/8, ∞/8, g/9 ...) are left out:
+# teaching the model that a round "O" is not a digit would teach it to doubt every 0.
+LETTERS = "ACEFHKLMNPRUVWXYacdefhkmnprtuvwxyÄÖÜæøåéçñ" + "ΓΔΛΞΠΣΦΨΩαβγηλμπρφψωЖИЛФЦШЩЫЮЯжилфцшщыюя"
+SYMBOLS = "#@%&*+=?$<>~^€£¥¶©®≈≠±÷×√∑♥♦♣♠★☆☺♪→←↑↓✓✗"  # no brackets: brushed, they are 1s
+
+FONT_DIRS = ("/usr/share/fonts/truetype", "/usr/share/fonts/opentype")
+# Font families reserved for evaluation. STIX ships with matplotlib, so a machine with no font
+# packages still has a held-out family; the Makefile installs Liberation, URW Gothic and C059 too.
+HELD_OUT_FONTS = ("STIX", "Liberation", "URWGothic", "C059")
+# Symbol-only fonts: their letters are boxes or pictograms.
+_NOT_TEXT_FONTS = ("Sym", "NonUni", "cmex", "cmsy", "D050000L", "StandardSymbols", "LastResort", "Display")
+
+TRAIN_PHOTOS = ("astronaut", "camera", "rocket", "coins", "moon", "hubble_deep_field", "immunohistochemistry", "clock")
+TRAIN_TEXTURES = ("brick", "grass")
+HELD_OUT_PHOTOS = ("coffee", "chelsea", "retina", "cell", "colorwheel")
+HELD_OUT_TEXTURES = ("gravel",)
+
+CANVAS = 112  # side of the drawing canvas; uploads are larger, prepare_gray does not care
+
+
+@functools.cache
+def font_files(held_out: bool = False) -> tuple[Path, ...]:
+    """Text fonts on this machine (matplotlib's bundled ones included), training or held-out set."""
+    import matplotlib
+
+    dirs = [Path(matplotlib.get_data_path()) / "fonts" / "ttf", *map(Path, FONT_DIRS)]
+    seen: dict[str, Path] = {}
+    for d in dirs:
+        for p in sorted(d.rglob("*")) if d.is_dir() else []:
+            if p.suffix.lower() in (".ttf", ".otf") and not any(s in p.name for s in _NOT_TEXT_FONTS):
+                seen.setdefault(p.stem, p)  # the same font from two folders counts once
+    return tuple(p for name, p in sorted(seen.items()) if any(name.startswith(h) for h in HELD_OUT_FONTS) == held_out)
+
+
+@functools.cache
+def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(path), size)
+
+
+@functools.cache
+def skimage_picture(name: str) -> np.ndarray:
+    """One of scikit-image's bundled pictures as grayscale uint8 (no download: these ship in the wheel)."""
+    import skimage.data
+
+    a = np.asarray(getattr(skimage.data, name)())
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    if a.ndim == 3:
+        a = np.asarray(Image.fromarray(a[..., :3].astype(np.uint8)).convert("L"))
+    return a.astype(np.uint8)
+
+
+# --- drawing helpers: float ink maps in [0, 1], light ink on black -------------------------------
+
+def glyph(ch: str, font: Path, rng: np.random.Generator) -> np.ndarray | None:
+    """One character at a random size and outline weight; None when the font lacks it."""
+    f = _font(font, int(rng.integers(56, 84)))
+    if hasattr(f, "getmask") and not f.getmask(ch).getbbox():
+        return None
+    img = Image.new("L", (CANVAS, CANVAS), 0)
+    ImageDraw.Draw(img).text((CANVAS // 2, CANVAS // 2), ch, font=f, fill=255, anchor="mm",
+                             stroke_width=int(rng.integers(0, 4)), stroke_fill=255)
+    return np.asarray(img, np.float32) / 255.0
+
+
+def brush(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Re-draw a glyph as a pen would: its skeleton, thickened to a random, even stroke."""
+    from skimage.morphology import skeletonize
+
+    skel = skeletonize(ink > 0.5)
+    if not skel.any():
+        return ink
+    img = Image.fromarray((skel * 255).astype(np.uint8))
+    width = int(rng.choice([3, 5, 7, 9, 11]))
+    return np.asarray(img.filter(ImageFilter.MaxFilter(width)).filter(ImageFilter.GaussianBlur(1.0)), np.float32) / 255.0
+
+
+def stroke_weight(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Thinner or bolder strokes (grey erosion or dilation)."""
+    k = int(rng.choice([0, 3, 5]))
+    if k == 0:
+        return ink
+    img = Image.fromarray((ink * 255).astype(np.uint8))
+    img = img.filter(ImageFilter.MinFilter(k) if rng.uniform() < 0.4 else ImageFilter.MaxFilter(k))
+    return np.asarray(img, np.float32) / 255.0
+
+
+def affine(ink: np.ndarray, rng: np.random.Generator, max_deg: float = 25.0) -> np.ndarray:
+    """Rotation, shear and anisotropic scale about the centre."""
+    a = np.deg2rad(rng.uniform(-max_deg, max_deg))
+    sh, sx, sy = rng.uniform(-0.35, 0.35), rng.uniform(0.7, 1.2), rng.uniform(0.7, 1.2)
+    fwd = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.array([[sx, sh], [0.0, sy]])
+    inv = np.linalg.inv(fwd)
+    c = np.array([ink.shape[1], ink.shape[0]]) / 2.0
+    off = c - inv @ c
+    img = Image.fromarray((ink * 255).astype(np.uint8))
+    out = img.transform(img.size, Image.Transform.AFFINE, (inv[0, 0], inv[0, 1], off[0], inv[1, 0], inv[1, 1], off[1]),
+                        resample=Image.Resampling.BILINEAR)
+    return np.asarray(out, np.float32) / 255.0
+
+
+def elastic(ink: np.ndarray, rng: np.random.Generator, alpha: float = 6.0, grid: int = 5) -> np.ndarray:
+    """A smooth random displacement field (coarse noise, bicubically upsampled): a wobbly hand."""
+    from scipy.ndimage import map_coordinates
+
+    h, w = ink.shape
+    field = [np.asarray(Image.fromarray(rng.normal(0, alpha, (grid, grid)).astype(np.float32), "F")
+                        .resize((w, h), Image.Resampling.BICUBIC)) for _ in range(2)]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return map_coordinates(ink, [yy + field[0], xx + field[1]], order=1, mode="constant").astype(np.float32)
+
+
+def handwritten(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A rendered glyph pushed towards handwriting."""
+    if rng.uniform() < 0.5:
+        ink = brush(ink, rng)
+    else:
+        ink = stroke_weight(ink, rng)
+    ink = affine(ink, rng)
+    if rng.uniform() < 0.7:
+        ink = elastic(ink, rng, alpha=float(rng.uniform(2, 8)))
+    return ink
+
+
+def _polyline(draw: ImageDraw.ImageDraw, pts: np.ndarray, width: int) -> None:
+    draw.line([tuple(p) for p in pts], fill=255, width=width, joint="curve")
+
+
+def scribble(rng: np.random.Generator) -> np.ndarray:
+    """Random-walk pen strokes with momentum: loops, zig-zags, crossings-out.
+
+    A walk is redrawn until its path is at least 3x longer than its box is wide: a short, plain
+    stroke could be a 1, a 2 or a 7, and the model must not learn to doubt those.
+    """
+    img = Image.new("L", (CANVAS, CANVAS), 0)
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(1, 4))):
+        for _ in range(20):
+            n = int(rng.integers(30, 90))
+            turn = rng.normal(0, rng.uniform(0.3, 1.0), n).cumsum()
+            step = rng.uniform(2, 6)
+            pts = np.cumsum(np.stack([np.cos(turn), np.sin(turn)], 1) * step, 0)
+            span = np.ptp(pts, 0).max()
+            if span > 0 and n * step / span >= 3:
+                break
+        pts = (pts - pts.mean(0)) * min(1.0, 90 / max(span, 1)) + CANVAS / 2
+        _polyline(draw, np.clip(pts, 4, CANVAS - 4), int(rng.integers(3, 10)))
+    return np.asarray(img, np.float32) / 255.0
+
+
+def shapes(rng: np.random.Generator) -> np.ndarray:
+    """Polygons, stars, grids, crosses and arrows: drawn marks that are no digit."""
+    img = Image.new("L", (CANVAS, CANVAS), 0)
+    draw = ImageDraw.Draw(img)
+    w = int(rng.integers(3, 10))
+    c, r = CANVAS / 2, rng.uniform(25, 45)
+    kind = int(rng.integers(0, 4))
+    if kind == 0:  # polygon or star
+        k = int(rng.integers(3, 8))
+        star = rng.uniform() < 0.5
+        ang = np.linspace(0, 2 * np.pi, (2 * k if star else k) + 1) + rng.uniform(0, np.pi)
+        rad = np.where(np.arange(len(ang)) % 2 == 1, r * 0.45, r) if star else np.full(len(ang), r)
+        _polyline(draw, np.stack([c + rad * np.cos(ang), c + rad * np.sin(ang)], 1), w)
+    elif kind == 1:  # grid / hash of several lines
+        for _ in range(int(rng.integers(3, 7))):
+            p = rng.uniform(15, CANVAS - 15, 4)
+            draw.line(tuple(p), fill=255, width=w)
+    elif kind == 2:  # a filled blob
+        ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+        rad = r * rng.uniform(0.5, 1.1, 12)
+        draw.polygon([(c + a * np.cos(t), c + a * np.sin(t)) for a, t in zip(rad, ang)], fill=255)
+    else:  # an arrow (rings are left out: two of them make an 8)
+        a = rng.uniform(0, 2 * np.pi)
+        d = np.array([np.cos(a), np.sin(a)])
+        tip, tail = c + d * r, c - d * r
+        draw.line((*tail, *tip), fill=255, width=w)
+        for s in (2.5, -2.5):
+            b = a + np.pi + s / 4
+            draw.line((*tip, *(tip + 0.5 * r * np.array([np.cos(b), np.sin(b)]))), fill=255, width=w)
+    return np.asarray(img, np.float32) / 255.0
+
+
+def crop(picture: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random square crop of a grayscale picture, resized to the canvas (uint8)."""
+    h, w = picture.shape
+    side = int(rng.integers(min(h, w) // 8, min(h, w) // 2 + 1))
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    return np.asarray(Image.fromarray(picture[y : y + side, x : x + side]).resize((CANVAS, CANVAS), Image.Resampling.BILINEAR))
+
+
+def noise(rng: np.random.Generator) -> np.ndarray:
+    """Smooth or grainy random fields, gratings and checkerboards (uint8)."""
+    kind = int(rng.integers(0, 3))
+    if kind == 0:
+        g = int(rng.integers(3, 16))
+        a = Image.fromarray((rng.uniform(0, 255, (g, g))).astype(np.uint8)).resize((CANVAS, CANVAS), Image.Resampling.BICUBIC)
+        a = np.asarray(a, np.float32) + rng.normal(0, rng.uniform(0, 30), (CANVAS, CANVAS))
+    elif kind == 1:
+        yy, xx = np.mgrid[0:CANVAS, 0:CANVAS]
+        t = rng.uniform(0, np.pi)
+        a = 127 + 120 * np.sign(np.sin((np.cos(t) * xx + np.sin(t) * yy) * rng.uniform(0.15, 0.6)))
+    else:
+        k = int(rng.integers(8, 30))
+        yy, xx = np.mgrid[0:CANVAS, 0:CANVAS] // k
+        a = ((yy + xx) % 2) * 255.0 + rng.normal(0, 10, (CANVAS, CANVAS))
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def on_paper(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Float ink (light on black) -> an upload-like grayscale picture: dark ink, uneven paper, noise."""
+    paper = rng.uniform(170, 255)
+    pen = rng.uniform(0, 80)
+    gray = paper - ink * (paper - pen)
+    gray = gray + rng.normal(0, rng.uniform(0, 6), gray.shape)
+    return np.clip(gray, 0, 255).astype(np.uint8)
+
+
+# --- the kinds ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the pictures come from: training/tuning and evaluation use disjoint ones."""
+
+    fonts: tuple[Path, ...]
+    photos: tuple[str, ...]
+    textures: tuple[str, ...]
+
+    @classmethod
+    def for_training(cls) -> "Sources":
+        return cls(font_files(False), TRAIN_PHOTOS, TRAIN_TEXTURES)
+
+    @classmethod
+    def held_out(cls) -> "Sources":
+        return cls(font_files(True), HELD_OUT_PHOTOS, HELD_OUT_TEXTURES)
+
+
+def _text(chars: str) -> Callable:
+    def draw(src: Sources, rng: np.random.Generator) -> np.ndarray:
+        for _ in range(20):
+            ink = glyph(chars[int(rng.integers(len(chars)))], src.fonts[int(rng.integers(len(src.fonts)))], rng)
+            if ink is not None and ink.max() > 0.5:
+                return on_paper(handwritten(ink, rng), rng)
+        raise NoDigit("no font here has these glyphs")
+    return draw
+
+
+KINDS: dict[str, Callable[[Sources, np.random.Generator], np.ndarray]] = {
+    "letters": _text(LETTERS),
+    "symbols": _text(SYMBOLS),
+    "scribbles": lambda src, rng: on_paper(elastic(scribble(rng), rng), rng),
+    "shapes": lambda src, rng: on_paper(affine(shapes(rng), rng), rng),
+    "photos": lambda src, rng: crop(skimage_picture(src.photos[int(rng.integers(len(src.photos)))]), rng),
+    "textures": lambda src, rng: crop(skimage_picture(src.textures[int(rng.integers(len(src.textures)))]), rng),
+    "noise": lambda src, rng: noise(rng),
+}
+# Letters and symbols are what users most often send instead of a digit: they get more weight.
+WEIGHTS = {"letters": 0.3, "symbols": 0.2, "scribbles": 0.15, "shapes": 0.1, "photos": 0.1, "textures": 0.05, "noise": 0.1}
+
+SPEC = Spec(mean=MEAN, std=STD, digit_box=DIGIT_BOX)
+
+
+@dataclass(frozen=True)
+class Negatives:
+    images: np.ndarray  # uint8 [N, 28, 28]: what the model sees, as MNIST
+    kinds: np.ndarray  # str [N]
+    refused: dict  # kind -> how many pictures preprocessing refused (NoDigit): rejected before the model
+
+
+def draw(kind: str, src: Sources, rng: np.random.Generator) -> np.ndarray:
+    """One upload-like grayscale picture of a kind."""
+    return KINDS[kind](src, rng)
+
+
+def make(n: int, seed: int, sources: Sources | None = None, kinds=None) -> Negatives:
+    """n pictures (fewer by those preprocessing refuses), kinds drawn by WEIGHTS; a function of the seed."""
+    src = sources or Sources.for_training()
+    names = list(kinds or KINDS)
+    p = np.array([WEIGHTS[k] for k in names])
+    rng = np.random.default_rng([seed, 0x6E6567])
+    chosen = rng.choice(names, size=n, p=p / p.sum())
+    images, got, refused = [], [], dict.fromkeys(names, 0)
+    for i, kind in enumerate(chosen):
+        r = np.random.default_rng([seed, i])
+        try:
+            images.append(prepare_gray(draw(kind, src, r), SPEC).image)
+            got.append(kind)
+        except NoDigit:
+            refused[kind] += 1
+    return Negatives(np.stack(images) if images else np.zeros((0, 28, 28), np.uint8), np.array(got), refused)
+
+
+if __name__ == "__main__":  # python -m train.negatives OUT.png: a contact sheet to look at
+    import sys
+    import time
+
+    t = time.perf_counter()
+    neg = make(int(sys.argv[2]) if len(sys.argv) > 2 else 256, seed=1)
+    print(f"{len(neg.images)} negatives in {time.perf_counter() - t:.1f} s; refused {neg.refused}; "
+          f"fonts: {len(font_files(False))} training, {len(font_files(True))} held out")
+    k = int(np.ceil(np.sqrt(len(neg.images))))
+    sheet = np.zeros((k * 28, k * 28), np.uint8)
+    for i, im in enumerate(neg.images):
+        sheet[(i // k) * 28 : (i // k + 1) * 28, (i % k) * 28 : (i % k + 1) * 28] = im
+    Image.fromarray(sheet).resize((k * 56, k * 56), Image.Resampling.NEAREST).save(sys.argv[1])
