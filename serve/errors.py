@@ -36,3 +36,11 @@ class NoDigit(ApiError):
 
 class NotReady(ApiError):
     status, code = 503, "not_ready"
+
+
+class SeveralDigits(ApiError):
+    status, code = 422, "several_digits"
+
+
+class TooManyDigits(ApiError):
+    status, code = 422, "too_many_digits"
