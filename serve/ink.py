@@ -26,6 +26,7 @@ cv2.setNumThreads(1)
 
 MIN_CONTRAST = 32  # grey levels between paper and ink below which we call the picture blank
 LINE_SPAN = 0.85  # a paper line crosses nearly the whole picture; a digit's stroke does not
+LINE_SEARCH_FROM = 64  # pixels: smaller pictures are one digit, not a sheet with lines
 LINE_SQUEEZE = 4  # lines are searched on a copy squeezed this much along them: tilt becomes ~flat
 LINE_CUT = 0.12  # paper lines are searched among pixels this dark (fraction of a stroke's darkness)
 LINE_COVER = 0.8  # a line has pixels near its curve in this fraction of the columns it spans
@@ -116,6 +117,8 @@ def _runs_across(mask: np.ndarray, span: float) -> np.ndarray:
     slopes, tangled = [], []
     for i in long_:
         px, py = xs[owner == i].astype(np.float32), ys[owner == i].astype(np.float32)
+        if np.ptp(px) + 1 < span * sw:
+            continue  # long only by the joining: the runs themselves do not cross the picture
         found = _follow(px, py, cols, rows)
         if found is None:
             tangled.append((i, px, py))
@@ -180,6 +183,8 @@ def _within(band: np.ndarray, stat: np.ndarray, margin: int) -> np.ndarray:
 
 def find_lines(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(horizontal, vertical) masks of paper lines: ruled and squared lines, margin lines."""
+    if min(mask.shape) < LINE_SEARCH_FROM:
+        return np.zeros_like(mask), np.zeros_like(mask)  # a thumbnail of one digit: no room for ruling
     horizontal = _runs_across(mask, LINE_SPAN)
     vertical = _runs_across(np.ascontiguousarray(mask.T), LINE_SPAN).T
     return horizontal, vertical

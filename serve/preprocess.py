@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, ImageStat
 
 from serve.errors import BadImage, NoDigit, SeveralDigits, TooLarge, TooManyDigits, UnsupportedType
 from serve.ink import Ink, ink_mask
-from serve.segment import Segment, segment
+from serve.segment import Segment, merge, segment
 
 # Allowed formats, recognised by their magic bytes before any decoder runs. PNG covers canvas
 # exports and scans, JPEG covers phone photos; everything else is refused unparsed.
@@ -234,11 +234,14 @@ def model_input(crop: np.ndarray, spec: Spec) -> Prepared:
 
 
 def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
-              max_digits: int = MAX_DIGITS) -> list[Digit]:
+              max_digits: int = MAX_DIGITS, one: bool = False) -> list[Digit]:
     """A grayscale picture (any polarity, any size) -> its digits in reading order.
 
     The page is searched on a copy at most READ_SIZE pixels long; `size` is the (width, height)
     the boxes are given in (the uploaded picture, which may have been decoded smaller).
+    one: the picture is meant to hold one digit (/predict). Pieces above one another, none beside
+    another, are then taken for one digit in several strokes (a faint "1" broken in the middle)
+    rather than a column of digits.
     """
     light = 255 - gray if is_dark_on_light(gray) else gray
     work = shrink(light, READ_SIZE)
@@ -246,6 +249,8 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     segments = segment(ink.mask)
     if not segments:
         raise NoDigit("no digit found: too little ink")
+    if one and len(segments) > 1 and len({s.line for s in segments}) == len(segments):
+        segments = [merge(segments)]
     if len(segments) > max_digits:
         raise TooManyDigits(f"the picture holds more than {max_digits} digits; the limit is {max_digits}")
     width, height = size or (gray.shape[1], gray.shape[0])
@@ -266,7 +271,7 @@ def prepare_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = No
     picture that clearly holds several digits is refused (SeveralDigits) rather than answered
     with one of them.
     """
-    digits = read_gray(gray, spec, size)
+    digits = read_gray(gray, spec, size, one=True)
     if len(digits) > 1:
         raise SeveralDigits(f"the picture holds {len(digits)} digits; /predict reads one: "
                             "send pictures of numbers to POST /read")

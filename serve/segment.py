@@ -208,3 +208,15 @@ def segment(mask: np.ndarray) -> list[Segment]:
             ordered.append(found[i])
     return ordered
 
+
+
+def merge(segments: list[Segment]) -> Segment:
+    """Several segments as one: their union box, their masks together."""
+    x0, y0 = min(s.box[0] for s in segments), min(s.box[1] for s in segments)
+    x1 = max(s.box[0] + s.box[2] for s in segments)
+    y1 = max(s.box[1] + s.box[3] for s in segments)
+    mask = np.zeros((y1 - y0, x1 - x0), bool)
+    for s in segments:
+        x, y, w, h = s.box
+        mask[y - y0 : y - y0 + h, x - x0 : x - x0 + w] |= s.mask
+    return Segment(box=(x0, y0, x1 - x0, y1 - y0), mask=mask)
