@@ -140,7 +140,7 @@ def split_wide(mask: np.ndarray, height: float, digit_width: float | None = None
         return [(0, w)]
     profile = np.convolve(mask.sum(0).astype(np.float32), np.ones(3, np.float32) / 3, mode="same")
     # Touching digits meet in a stroke or two: the cut column holds little ink.
-    neck = 2.5 * _stroke_width(mask) + 1
+    neck = 1.5 * _stroke_width(mask) + 1
     cuts, step = [0], w / k
     for i in range(1, k):
         lo, hi = int(i * step - 0.35 * step), int(i * step + 0.35 * step)
@@ -159,6 +159,7 @@ def split_wide(mask: np.ndarray, height: float, digit_width: float | None = None
 
 def _stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width of a binary drawing: twice its area over its perimeter."""
+    mask = np.pad(mask, 1)  # the box is tight: its edges are the drawing's edges too
     edges = np.count_nonzero(np.diff(mask, axis=0)) + np.count_nonzero(np.diff(mask, axis=1))
     return 2.0 * mask.sum() / max(edges, 1)
 
