@@ -210,7 +210,7 @@ def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
                     "503": _error("Model not loaded"),
                 },
             }},
-            "/": {"get": {"summary": "The web page: draw or upload a digit or a number (it calls /read)", "responses": {
+            "/": {"get": {"summary": "The web page: draw or upload a digit (it calls /predict), or read a number (it calls /read)", "responses": {
                 "200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {
                 "200": _json("The process answers", {"type": "object", "properties": {"status": {"type": "string"}}})}}},
