@@ -31,7 +31,7 @@ LINE_SQUEEZE = 4  # lines are searched on a copy squeezed this much along them: 
 LINE_CUT = 0.12  # paper lines are searched among pixels this dark (fraction of a stroke's darkness)
 LINE_COVER = 0.8  # a line has pixels near its curve in this fraction of the columns it spans
 LINE_THICK = 6  # pixels per column above which a long run is a scribble, not a paper line
-MAX_INK_FRACTION = 0.35  # more "ink" than this is texture or a photo of something else, not writing
+MAX_INK_FRACTION = 0.5  # more "ink" than this is texture, not writing (a bold digit filling its picture: ~40%)
 
 
 @dataclass(frozen=True)
@@ -232,6 +232,8 @@ def ink_mask(light: np.ndarray) -> Ink:
     darkness, paper = ink_darkness(light)
     threshold, level = ink_threshold(darkness)
     mask = darkness > threshold
+    if mask.mean() > MAX_INK_FRACTION:
+        raise NoDigit("no digit found: the picture is covered in texture, not handwriting")
     # Paper lines are often fainter than the pen, broken into dashes by the ink threshold: they are
     # searched on a fainter cut, where they are whole, then widened by a pixel to take their edges.
     horizontal, vertical = find_lines(darkness > max(noise_floor(darkness, level), LINE_CUT * level))
@@ -242,6 +244,4 @@ def ink_mask(light: np.ndarray) -> Ink:
     # with no set neighbour go.
     neighbours = cv2.filter2D(clean.view(np.uint8), -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT)
     clean = clean & (neighbours > 1)
-    if clean.mean() > MAX_INK_FRACTION:
-        raise NoDigit("no digit found: the picture is covered in texture, not handwriting")
     return Ink(darkness=darkness, paper=paper, mask=clean, lines=horizontal | vertical, level=level)
