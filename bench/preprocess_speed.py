@@ -1,4 +1,5 @@
-"""Per-image decode + preprocessing time for the uploads users really send (serve/preprocess.py).
+"""Per-image decode + preprocessing time for the uploads users really send (serve/preprocess.py,
+serve/ink.py, serve/segment.py), one core (OpenCV is held to one thread by serve/ink.py).
 
 python -m bench.preprocess_speed [--images N] [--repeats R]
 """
@@ -12,6 +13,18 @@ import numpy as np
 from bench.common import digits, emit, stats_ms
 
 
+def lined_photo(digit: np.ndarray, rng, width: int, height: int) -> bytes:
+    """A phone JPEG of one digit on ruled notebook paper, `width` x `height` pixels."""
+    from PIL import Image
+
+    from tests.pages import PENS, paper, photograph, put, _digit_ink
+
+    size = max(40, height // 5)
+    sheet = paper(rng, height, width, "ruled", size)
+    put(sheet, _digit_ink(digit, size), width // 2 - size // 3, height // 2 - size // 2, PENS[1])
+    return photograph(sheet, rng)
+
+
 def uploads(n: int) -> dict[str, list[bytes]]:
     """n encoded pictures of each kind, made from MNIST digits by the test suite's generators."""
     from tests.images import as_upload, encode
@@ -20,6 +33,10 @@ def uploads(n: int) -> dict[str, list[bytes]]:
     ds = digits(n, seed=1)
     rng = np.random.default_rng(7)
     return {
+        # The issue's three sizes (targets 0.5 / 3 / 15 ms on one core):
+        "png_112": [encode(as_upload(d, 112)) for d in ds],
+        "lined_jpeg_1000x750": [lined_photo(d, rng, 1000, 750) for d in ds],
+        "jpeg_12mpx": [lined_photo(d, rng, 4000, 3000) for d in ds[: max(2, n // 10)]],  # slow to make: fewer
         "phone_photo_jpeg": [phone_photo(d, rng) for d in ds],
         "small_png": [encode(as_upload(d)) for d in ds],  # 140x140 grey PNG: a scan or a simple client
         "canvas_rgba_png": [canvas_drawing(d, rng) for d in ds],
@@ -29,18 +46,18 @@ def uploads(n: int) -> dict[str, list[bytes]]:
 def measure(kind_images: list[bytes], repeats: int) -> dict:
     from PIL import Image
 
-    from serve.preprocess import Limits, Spec, decode, prepare_gray, to_gray
+    from serve.preprocess import Limits, Spec, decode_sized, prepare_gray, to_gray
 
     spec, limits = Spec(mean=0.1307, std=0.3081), Limits()
     total, t_decode, t_gray, t_prepare = [], [], [], []
     for _ in range(repeats):
         for data in kind_images:
             t0 = time.perf_counter()
-            img = decode(data, limits)
+            img, size = decode_sized(data, limits)
             t1 = time.perf_counter()
             gray = to_gray(img)
             t2 = time.perf_counter()
-            prepare_gray(gray, spec)
+            prepare_gray(gray, spec, size)  # the ink search, line removal and segmentation of /read too
             t3 = time.perf_counter()
             total.append(t3 - t0)
             t_decode.append(t1 - t0)

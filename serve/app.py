@@ -20,12 +20,13 @@ from werkzeug.exceptions import HTTPException
 
 from serve import logs, rejection
 from serve.config import ServeConfig
-from serve.errors import ApiError, NotReady
+from serve.errors import ApiError, BadRequest, NotReady
 from serve.inputs import read_images
 from serve.kserve import bp as kserve_blueprint
 from serve.metrics import Metrics
 from serve.openapi import openapi_document
-from serve.preprocess import prepare
+from serve.preprocess import prepare, read
+from serve.reading import reading
 from serve.service import ModelService
 from serve.web import bp as web_page
 
@@ -143,6 +144,21 @@ def create_app(config: dict | None = None) -> Flask:
         if batch:
             return jsonify({"predictions": results, "model": service.identity})
         return jsonify(results[0])
+
+    @app.post("/read")
+    def read_number():
+        """Every digit on one picture, in reading order: a number, a meter reading, a page."""
+        if not service.ready:
+            raise _not_ready(service)
+        images, batch = read_images(request, 1)
+        if batch:
+            raise BadRequest("/read takes one picture, in field 'image'")
+        found = read(images[0], service.spec, service.limits, cfg.max_digits)
+        probs = service.probabilities(np.stack([d.tensor for d in found]))
+        metrics.images.inc(len(found))
+        debug = request.args.get("debug", "").lower() in ("1", "true", "yes")
+        return jsonify(reading([describe(p, service, cfg, d.image if debug else None) for p, d in zip(probs, found)],
+                               found, service.identity))
 
     @app.get("/metrics")
     def prometheus():

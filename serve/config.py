@@ -14,6 +14,7 @@ class ServeConfig:
     max_upload_bytes: int = 10 * 1024 * 1024  # whole request body
     max_pixels: int = 40_000_000  # per image, checked from the header before decoding
     max_batch: int = 64  # images per request
+    max_digits: int = 64  # digits per picture on /read
     max_form_parts: int = 128  # multipart parts per request
     uncertain_below: float | None = None  # flag answers under this confidence; None: the manifest's threshold
     top_k: int = 3
@@ -36,6 +37,7 @@ class ServeConfig:
         "MAX_UPLOAD_BYTES": "max_upload_bytes",
         "MAX_PIXELS": "max_pixels",
         "MAX_BATCH": "max_batch",
+        "MAX_DIGITS": "max_digits",
         "MAX_FORM_PARTS": "max_form_parts",
         "UNCERTAIN_BELOW": "uncertain_below",
         "TOP_K": "top_k",

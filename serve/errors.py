@@ -48,3 +48,11 @@ class Overloaded(ApiError):
 
     def headers(self) -> dict:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class SeveralDigits(ApiError):
+    status, code = 422, "several_digits"
+
+
+class TooManyDigits(ApiError):
+    status, code = 422, "too_many_digits"

@@ -22,7 +22,7 @@ def read_images(request: Request, max_batch: int) -> tuple[list[bytes], bool]:
         if len(one) > 1:
             raise BadRequest("field 'image' takes one file; send several as 'images'")
         if not one and not many:
-            names = sorted(set(request.files) | set(request.form))
+            names = sorted({str(n) for n in (*request.files, *request.form)})  # a part may have no name
             raise BadRequest(f"no file in field 'image' or 'images' (got: {', '.join(names) or 'nothing'})")
         images, batch = [f.read() for f in one + many], bool(many)
     elif mimetype == "application/json":

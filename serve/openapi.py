@@ -42,6 +42,24 @@ VERSIONS = {
         "mode": {"enum": ["latest", "pinned"]}, "version": {"type": "integer"}, "set_by": {"type": "string"}}},
     "last_reload": {"type": ["object", "null"]},
 }
+
+
+READING = {
+    "type": "object",
+    "required": ["text", "digits", "uncertain", "model"],
+    "properties": {
+        "text": {"type": "string", "description": "the digits in reading order; lines of text separated by \\n"},
+        "digits": {"type": "array", "items": {  # a /predict answer (less the model, given once) and its box
+            **PREDICTION, "required": [*(f for f in PREDICTION["required"] if f != "model"), "box"],
+            "properties": {**{k: v for k, v in PREDICTION["properties"].items() if k != "model"}, "box": {
+                "type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 4, "maxItems": 4,
+                "description": "x, y, width, height in the uploaded picture's pixels, after its EXIF orientation"}}}},
+        "uncertain": {"type": "boolean", "description": "true when any digit is uncertain"},
+        "model": {"$ref": "#/components/schemas/ModelId"},
+    },
+}
+
+
 V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 V2_TENSOR = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
     "name": {"type": "string"}, "datatype": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}}}}
@@ -184,11 +202,32 @@ def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
                     "413": _error(f"Body over {cfg.max_upload_bytes} bytes, image over {cfg.max_pixels} pixels, "
                                   f"more than {cfg.max_batch} images or {cfg.max_form_parts} form parts"),
                     "415": _error(f"Not one of: {', '.join(image_types)} (checked by content, before decoding)"),
-                    "422": _error("No digit found: blank or inkless image"),
+                    "422": _error("no_digit: blank or inkless image; several_digits: the picture holds several "
+                                  "digits (send it to /read)"),
                     "503": _error("Model not loaded, or overloaded (with Retry-After)"),
                 },
             }},
-            "/": {"get": {"summary": "The web page: draw or upload a digit (it calls /predict)", "responses": {
+            "/read": {"post": {
+                "summary": "Read every digit on one picture (a number, several lines): boxes, digits, text",
+                "parameters": [{"name": "debug", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
+                                "description": "1: add each digit's 28x28 model input"}],
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+                        "image": {"type": "string", "format": "binary"}}}},
+                    **{t: {"schema": {"type": "string", "format": "binary"}} for t in image_types},
+                    "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {"image": b64}}},
+                }},
+                "responses": {
+                    "200": _json("The digits found, in reading order", {"$ref": "#/components/schemas/Reading"}),
+                    "400": _error("Malformed request, several pictures, or an image that cannot be decoded"),
+                    "413": _error(f"Body over {cfg.max_upload_bytes} bytes or image over {cfg.max_pixels} pixels"),
+                    "415": _error(f"Not one of: {', '.join(image_types)} (checked by content, before decoding)"),
+                    "422": _error(f"no_digit: blank or inkless picture; too_many_digits: more than {cfg.max_digits} digits"),
+                    "503": _error("Model not loaded, or overloaded (with Retry-After)"),
+                },
+            }},
+            "/": {"get": {"summary": "The web page: draw or upload a digit (it calls /predict), or read a number (it calls /read)", "responses": {
                 "200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {
                 "200": _json("The process answers", {"type": "object", "properties": {"status": {"type": "string"}}})}}},
@@ -207,5 +246,6 @@ def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
                 "200": _json("OpenAPI document", {"type": "object"})}}},
             **_v2_paths(cfg, served or {}),
         },
-        "components": {"schemas": {"Error": ERROR, "ModelId": MODEL_ID, "Prediction": PREDICTION, "V2Error": V2_ERROR}},
+        "components": {"schemas": {"Error": ERROR, "ModelId": MODEL_ID, "Prediction": PREDICTION, "Reading": READING,
+                                  "V2Error": V2_ERROR}},
     }

@@ -1,8 +1,11 @@
 """Uploaded image bytes -> the normalized 28x28 array the model was trained on.
 
 Real uploads are photos, scans and canvas drawings: dark ink on light paper, any size, the digit
-anywhere. MNIST is light ink on black, size-normalized into a 20x20 box and centred by centre of
-mass in 28x28. Each step below is a pure function, composed by `prepare`.
+anywhere, often on ruled or squared paper, sometimes a whole number. MNIST is light ink on black,
+size-normalized into a 20x20 box and centred by centre of mass in 28x28. Each step is a pure
+function: decode -> to_gray -> ink_mask (serve/ink.py) -> segment (serve/segment.py) -> one
+model input per digit; `read` returns them all (POST /read), `prepare` the one digit /predict
+and the KServe image_bytes input classify.
 """
 from __future__ import annotations
 
@@ -11,10 +14,13 @@ import re
 import struct
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, ImageStat
 
-from serve.errors import BadImage, NoDigit, TooLarge, UnsupportedType
+from serve.errors import BadImage, NoDigit, SeveralDigits, TooLarge, TooManyDigits, UnsupportedType
+from serve.ink import Ink, ink_mask
+from serve.segment import Segment, merge, segment
 
 # Allowed formats, recognised by their magic bytes before any decoder runs. PNG covers canvas
 # exports and scans, JPEG covers phone photos; everything else is refused unparsed.
@@ -23,9 +29,11 @@ MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg"}
 
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
-WORK_SIZE = 256  # longest side for the ink search: enough for a 20x20 result, cheap to filter
+WORK_SIZE = 256  # longest side a digit crop is scaled to before fitting: ample for a 20x20 result
+READ_SIZE = 480  # longest side the page is searched at: an 8-digit number keeps ~50 px per digit
+RECUT_BELOW = 40  # a digit shorter than this on the searched copy is cut again from the full picture
 FRAME = 28
-MIN_CONTRAST = 32  # grey levels between paper and ink below which we call the image blank
+MAX_DIGITS = 64  # digits per picture that /read answers
 STROKE_FRACTION = 0.11  # MNIST strokes are ~2.2 px in the 20 px box; thinner pen strokes are thickened
 
 
@@ -56,6 +64,12 @@ class Prepared:
     image: np.ndarray  # uint8 [28, 28], light ink on black: what the model saw
 
 
+@dataclass(frozen=True)
+class Digit(Prepared):
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # x, y, w, h in the uploaded picture's pixels (upright)
+    line: int = 0  # line of text, from the top
+
+
 def sniff_format(data: bytes) -> str:
     """The allowed format these bytes claim by their signature, or UnsupportedType."""
     if not data:
@@ -68,6 +82,16 @@ def sniff_format(data: bytes) -> str:
 
 def decode(data: bytes, limits: Limits) -> Image.Image:
     """Decode an allowed image safely: the header is checked for size before any pixel is decoded."""
+    return decode_sized(data, limits)[0]
+
+
+def decode_sized(data: bytes, limits: Limits) -> tuple[Image.Image, tuple[int, int]]:
+    """(image, size): the decoded image, upright, and the upright size of the full picture.
+
+    A big JPEG is decoded by libjpeg at 1/2..1/8 scale (never below READ_SIZE on its longest
+    side) and grey only when it is to be read grey, so the size the client's boxes refer to is
+    returned beside it.
+    """
     fmt = sniff_format(data)
     try:
         img = Image.open(io.BytesIO(data), formats=[fmt])
@@ -77,11 +101,12 @@ def decode(data: bytes, limits: Limits) -> Image.Image:
         if w * h > limits.max_pixels:
             raise TooLarge(f"image is {w}x{h} = {w * h} pixels; the limit is {limits.max_pixels}")
         if fmt == "JPEG":
-            # Let libjpeg decode at 1/2..1/8 scale when the photo is far larger than we need.
-            img.draft("RGB" if img.mode not in ("L", "1") else "L", (WORK_SIZE * 2, WORK_SIZE * 2))
+            f = READ_SIZE / max(w, h)
+            img.draft("L" if img.mode in ("L", "RGB", "YCbCr") else img.mode, (max(1, int(w * f)), max(1, int(h * f))))
         img.load()
+        turned = img.getexif().get(0x0112) in (5, 6, 7, 8)  # orientations that swap width and height
         ImageOps.exif_transpose(img, in_place=True)  # in place: a returned copy would double the peak memory
-        return img
+        return img, ((h, w) if turned else (w, h))
     except (BadImage, TooLarge):
         raise
     except Image.DecompressionBombError as e:
@@ -113,80 +138,13 @@ def shrink(gray: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
     if max(h, w) <= size:
         return gray
     f = size / max(h, w)
-    img = Image.fromarray(gray).resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BOX)
-    return np.asarray(img)
+    return cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
 
 
 def is_dark_on_light(gray: np.ndarray) -> bool:
     """Paper is what dominates the image border: light paper means dark ink, the usual upload."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     return bool(np.median(border) > 127)
-
-
-# 3x3 filters in numpy, pixel for pixel what PIL's MedianFilter(3) / MaxFilter(3) give (edges
-# replicated), several times faster: PIL's rank filter sorts every window and was the hot spot.
-def _windows(a: np.ndarray) -> list[np.ndarray]:
-    p = np.pad(a, 1, mode="edge")
-    h, w = a.shape
-    return [p[i : i + h, j : j + w] for i in range(3) for j in range(3)]
-
-
-# A 19-exchange sorting network whose middle output is the median of 9 (Paeth; Devillard's opt_med9).
-_MEDIAN9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7),
-            (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
-
-
-def median3(a: np.ndarray) -> np.ndarray:
-    """3x3 median of a uint8 image."""
-    v = _windows(a)
-    for i, j in _MEDIAN9:
-        v[i], v[j] = np.minimum(v[i], v[j]), np.maximum(v[i], v[j])
-    return v[4]
-
-
-def majority3(mask: np.ndarray) -> np.ndarray:
-    """3x3 median of a boolean image: at least 5 of the 9 pixels set."""
-    p = np.pad(mask, 1, mode="edge").view(np.uint8)
-    rows = p[:, :-2] + p[:, 1:-1] + p[:, 2:]
-    return rows[:-2] + rows[1:-1] + rows[2:] >= 5
-
-
-def max3(a: np.ndarray) -> np.ndarray:
-    """3x3 maximum (grey dilation) of a uint8 image."""
-    p = np.pad(a, 1, mode="edge")
-    rows = np.maximum(np.maximum(p[:, :-2], p[:, 1:-1]), p[:, 2:])
-    return np.maximum(np.maximum(rows[:-2], rows[1:-1]), rows[2:])
-
-
-def ink_levels(light: np.ndarray) -> tuple[float, float]:
-    """(paper, ink) grey levels of a light-ink image; NoDigit when they are too close to tell apart."""
-    paper = float(np.median(light))
-    # The brightest ink after a 3x3 median: one hot pixel or a JPEG speck is not a stroke.
-    # Shortcut, same answer: the median reaches the brightest level iff 5 of some 3x3 window hold it.
-    brightest = light.max()
-    top = float(brightest if majority3(light == brightest).any() else median3(light).max())
-    if top - paper < MIN_CONTRAST:
-        raise NoDigit("no digit found: the image is blank or has too little contrast")
-    return paper, top
-
-
-def ink_map(light: np.ndarray, paper: float, top: float) -> np.ndarray:
-    """Float [0, 1] ink intensity with the paper level removed."""
-    ink = np.clip((light.astype(np.float32) - paper) / (top - paper), 0.0, 1.0)
-    ink[ink < 0.2] = 0.0  # paper texture, JPEG noise and shadows are not ink
-    return ink
-
-
-def ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
-    """Bounding box (top, bottom, left, right) of the ink, ignoring isolated specks."""
-    mask = ink > 0.35
-    clean = majority3(mask)
-    if clean.sum() >= 4:
-        mask = clean
-    if mask.sum() < 4:
-        raise NoDigit("no digit found: too little ink")
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -202,9 +160,9 @@ def thicken(crop: np.ndarray) -> np.ndarray:
     target = STROKE_FRACTION * max(crop.shape)
     width = stroke_width(crop > 0.35)
     img = (crop * 255).astype(np.uint8)
-    grow = int(round((target - width) / 2))  # each 3x3 max filter adds one pixel per side
-    for _ in range(min(max(grow, 0), 8)):
-        img = max3(img)
+    grow = int(round((target - width) / 2))
+    if grow > 0:  # each 3x3 dilation (a max filter) adds one pixel per side
+        img = cv2.dilate(img, np.ones((3, 3), np.uint8), iterations=min(grow, 8))
     out = img.astype(np.float32) / 255.0
     # MNIST strokes have saturated cores; a faint pen or a thin stroke's blur should not look grey.
     core = np.percentile(out[out > 0.35], 90) if (out > 0.35).any() else 1.0
@@ -238,26 +196,95 @@ def normalize(image_u8: np.ndarray, spec: Spec) -> np.ndarray:
     return ((image_u8.astype(np.float32) * spec.scale - spec.mean) / spec.std)[None]
 
 
-def prepare_gray(gray: np.ndarray, spec: Spec) -> Prepared:
-    """A grayscale picture of a digit (any polarity, any size) -> what the model sees.
+def digit_ink(ink: Ink, seg: Segment, light: np.ndarray) -> np.ndarray:
+    """Float [0, 1] ink of one digit, cut to its box: only its own strokes (not a neighbour's
+    reaching into the box, nor a line), with their anti-aliased edges. A digit small on the
+    searched copy is cut again from the full-resolution picture, so it keeps its detail."""
+    x, y, w, h = seg.box
+    H, W = ink.darkness.shape
+    own = np.zeros((h + 2, w + 2), np.uint8)
+    own[1:-1, 1:-1] = seg.mask
+    own = cv2.dilate(own, np.ones((3, 3), np.uint8))  # the soft edge the threshold cut off
+    y0, y1, x0, x1 = y - 1, y + h + 1, x - 1, x + w + 1
+    own = own[max(0, -y0) : own.shape[0] - max(0, y1 - H), max(0, -x0) : own.shape[1] - max(0, x1 - W)]
+    y0, y1, x0, x1 = max(0, y0), min(H, y1), max(0, x0), min(W, x1)
+    fy, fx = light.shape[0] / H, light.shape[1] / W
+    if h < RECUT_BELOW and min(fy, fx) > 1.5:
+        Y0, Y1, X0, X1 = int(y0 * fy), int(np.ceil(y1 * fy)), int(x0 * fx), int(np.ceil(x1 * fx))
+        region = light[Y0:Y1, X0:X1]
+        size = (region.shape[1], region.shape[0])
+        paper = cv2.resize(ink.paper[y0:y1, x0:x1], size, interpolation=cv2.INTER_LINEAR)
+        own = cv2.resize(own, size, interpolation=cv2.INTER_NEAREST)
+        darkness = shrink(cv2.subtract(region, paper) * own)
+    else:
+        darkness = ink.darkness[y0:y1, x0:x1] * own
+    crop = np.clip(darkness.astype(np.float32) / ink.level, 0.0, 1.0)
+    crop[crop < 0.2] = 0.0  # paper texture and JPEG noise inside the box are not ink
+    return crop
 
-    The ink is located on a small copy, then cut from the full-resolution picture, so a small
-    digit on a large page keeps its detail.
-    """
-    light = 255 - gray if is_dark_on_light(gray) else gray
-    small = shrink(light)
-    paper, top = ink_levels(small)
-    t, b, l, r = ink_box(ink_map(small, paper, top))
-    fy, fx = light.shape[0] / small.shape[0], light.shape[1] / small.shape[1]
-    region = light[max(0, int((t - 1) * fy)) : int(np.ceil((b + 1) * fy)), max(0, int((l - 1) * fx)) : int(np.ceil((r + 1) * fx))]
-    ink = ink_map(shrink(region), paper, top)
-    t, b, l, r = ink_box(ink)
-    crop = thicken(ink[t:b, l:r])
-    frame = centre_by_mass(fit_box(crop, spec.digit_box))
+
+def model_input(crop: np.ndarray, spec: Spec) -> Prepared:
+    """One digit's float ink -> what the model sees: MNIST's stroke width, box and centring."""
+    rows, cols = np.flatnonzero(crop.max(1) > 0.35), np.flatnonzero(crop.max(0) > 0.35)
+    if rows.size:
+        crop = crop[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    frame = centre_by_mass(fit_box(thicken(crop), spec.digit_box))
     image = (np.clip(frame, 0, 1) * 255).round().astype(np.uint8)
     return Prepared(tensor=normalize(image, spec), image=image)
 
 
+def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
+              max_digits: int = MAX_DIGITS, one: bool = False) -> list[Digit]:
+    """A grayscale picture (any polarity, any size) -> its digits in reading order.
+
+    The page is searched on a copy at most READ_SIZE pixels long; `size` is the (width, height)
+    the boxes are given in (the uploaded picture, which may have been decoded smaller).
+    one: the picture is meant to hold one digit (/predict). Pieces above one another, none beside
+    another, are then taken for one digit in several strokes (a faint "1" broken in the middle)
+    rather than a column of digits.
+    """
+    light = 255 - gray if is_dark_on_light(gray) else gray
+    work = shrink(light, READ_SIZE)
+    ink = ink_mask(work)
+    segments = segment(ink.mask)
+    if not segments:
+        raise NoDigit("no digit found: too little ink")
+    if one and len(segments) > 1 and len({s.line for s in segments}) == len(segments):
+        segments = [merge(segments)]
+    if len(segments) > max_digits:
+        raise TooManyDigits(f"the picture holds more than {max_digits} digits; the limit is {max_digits}")
+    width, height = size or (gray.shape[1], gray.shape[0])
+    sx, sy = width / work.shape[1], height / work.shape[0]
+    out = []
+    for seg in segments:
+        x, y, w, h = seg.box
+        box = (int(x * sx), int(y * sy), max(1, round(w * sx)), max(1, round(h * sy)))
+        p = model_input(digit_ink(ink, seg, light), spec)
+        out.append(Digit(tensor=p.tensor, image=p.image, box=box, line=seg.line))
+    return out
+
+
+def prepare_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None) -> Prepared:
+    """A grayscale picture of one digit (any polarity, any size) -> what the model sees.
+
+    The same search as /read's: paper lines, specks and marks beside the digit are left out; a
+    picture that clearly holds several digits is refused (SeveralDigits) rather than answered
+    with one of them.
+    """
+    digits = read_gray(gray, spec, size, one=True)
+    if len(digits) > 1:
+        raise SeveralDigits(f"the picture holds {len(digits)} digits; /predict reads one: "
+                            "send pictures of numbers to POST /read")
+    return digits[0]
+
+
 def prepare(data: bytes, spec: Spec, limits: Limits = Limits()) -> Prepared:
     """Encoded image bytes -> Prepared; raises only the API's documented errors."""
-    return prepare_gray(to_gray(decode(data, limits)), spec)
+    img, size = decode_sized(data, limits)
+    return prepare_gray(to_gray(img), spec, size)
+
+
+def read(data: bytes, spec: Spec, limits: Limits = Limits(), max_digits: int = MAX_DIGITS) -> list[Digit]:
+    """Encoded image bytes -> the digits on the picture, in reading order, boxes in its pixels."""
+    img, size = decode_sized(data, limits)
+    return read_gray(to_gray(img), spec, size, max_digits)

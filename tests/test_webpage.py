@@ -12,6 +12,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
@@ -307,3 +308,31 @@ def test_phone_viewport_draw_with_a_finger(open_page):
     expect(quick).to_have_text(f"Digit 1 ({100 * api['confidence']:.1f}%)")
     expect(quick).to_be_in_viewport()
     screenshot(page, "webpage-phone.png")
+
+
+def test_read_a_number_shows_boxes_digits_and_what_the_model_saw(open_page, mnist_test, tmp_path):
+    """MNIST test digits 0..3 (7, 2, 1, 0) in a row on ruled paper: the page sends the picture to
+    /read and shows the number, one box over the picture per digit, and each digit's 28x28 input."""
+    size, gap = 80, 40
+    page_px = np.full((size + 2 * gap, 4 * (size + gap) + gap), 255, np.uint8)
+    page_px[gap // 2 :: 30] = 190  # ruled lines
+    for i in range(4):
+        x = gap + i * (size + gap)
+        digit = np.asarray(Image.fromarray(mnist_test.images[i]).resize((size, size), Image.Resampling.BICUBIC))
+        page_px[gap : gap + size, x : x + size] = np.minimum(page_px[gap : gap + size, x : x + size], 255 - digit)
+    path = tmp_path / "number.png"
+    path.write_bytes(encode(page_px))
+    want = "".join(str(int(d)) for d in mnist_test.labels[:4])
+    page = open_page()
+    with page.expect_response(lambda r: r.request.method == "POST" and "/read" in r.url) as answer:
+        page.get_by_label("Choose a picture").set_input_files(path)
+    assert answer.value.json()["text"] == want
+    expect(page.locator("#number-text")).to_have_text(want)
+    expect(page.locator("#number-boxes .box")).to_have_count(4)
+    expect(page.locator("#number-digits li")).to_have_count(4)
+    sizes = page.eval_on_selector_all("#number-digits img", "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+    assert sizes == [[28, 28]] * 4
+    # The boxes sit over the digits: the first one's left edge in the left quarter of the picture.
+    img, first = page.locator("#number-picture").bounding_box(), page.locator("#number-boxes .box").first.bounding_box()
+    assert img["x"] <= first["x"] < img["x"] + img["width"] / 4
+    screenshot(page, "webpage-read-number.png")

@@ -260,4 +260,83 @@
   }
 
   resetPad();
+
+  // ---- read a number: POST the picture to /read, draw a box per digit over it ----
+
+  const readUrl = $("app").dataset.readUrl;
+  const numberFile = $("number-file");
+  let numberUrl = null;
+  let numberLatest = 0;
+
+  numberFile.addEventListener("change", async () => {
+    const file = numberFile.files && numberFile.files[0];
+    if (!file) return;
+    const mine = ++numberLatest;
+    if (numberUrl) URL.revokeObjectURL(numberUrl);
+    numberUrl = URL.createObjectURL(file);
+    $("number-error").hidden = true;
+    $("number-result").hidden = true;
+    $("number-busy").hidden = false;
+    const form = new FormData();
+    form.append("image", file, file.name || "number.png");
+    let body = null;
+    let ok = false;
+    try {
+      const response = await fetch(readUrl, { method: "POST", body: form, headers: { Accept: "application/json" } });
+      ok = response.ok;
+      body = await response.json();
+    } catch (err) {
+      body = { error: { message: "the server did not answer: " + err } };
+    }
+    if (mine !== numberLatest) return; // a newer picture was chosen meanwhile
+    $("number-busy").hidden = true;
+    if (!ok) {
+      const e = $("number-error");
+      e.textContent = (body && body.error && body.error.message) || "the picture could not be read";
+      e.hidden = false;
+      return;
+    }
+    showNumber(body, numberUrl);
+  });
+
+  function showNumber(r, url) {
+    $("number-text").textContent = r.text.replace(/\n/g, " / ");
+    $("number-uncertain").hidden = !r.uncertain;
+    const img = $("number-picture");
+    const boxes = $("number-boxes");
+    const list = $("number-digits");
+    boxes.replaceChildren();
+    list.replaceChildren();
+    img.onload = () => {
+      // Boxes are in the picture's own pixels: placed in percent, they follow the scaled image.
+      const w = img.naturalWidth, h = img.naturalHeight;
+      r.digits.forEach((d, i) => {
+        const b = document.createElement("div");
+        b.className = "box";
+        const [x, y, bw, bh] = d.box;
+        Object.assign(b.style, { left: (100 * x) / w + "%", top: (100 * y) / h + "%",
+                                 width: (100 * bw) / w + "%", height: (100 * bh) / h + "%" });
+        const label = document.createElement("span");
+        label.textContent = String(d.digit);
+        b.appendChild(label);
+        boxes.appendChild(b);
+      });
+    };
+    img.src = url;
+    r.digits.forEach((d) => {
+      const li = document.createElement("li");
+      if (d.uncertain) li.classList.add("uncertain");
+      const seen = document.createElement("img");
+      seen.alt = "What the model saw for this digit (28×28 pixels)";
+      if (d.input_image && d.input_image.startsWith("data:image/png;base64,")) seen.src = d.input_image;
+      const digit = document.createElement("strong");
+      digit.textContent = String(d.digit);
+      const conf = document.createElement("span");
+      conf.className = "help";
+      conf.textContent = " " + Math.round(d.confidence * 100) + "%";
+      li.append(seen, digit, conf);
+      list.appendChild(li);
+    });
+    $("number-result").hidden = false;
+  }
 })();

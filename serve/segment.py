@@ -1,0 +1,223 @@
+"""Group a mask of ink into digits, in reading order (pure functions on numpy arrays).
+
+The ink's connected pieces are not digits one to one: a "5" whose top bar was lifted, or a broken
+"8", is two pieces; two digits written close together are one. And not every piece is a digit: a
+speck, a dot, a dash or a tick beside the number are not. So:
+  pieces       connected components of the mask, with their boxes;
+  group        pieces stacked above one another (overlapping in x, close in y) form one digit,
+               small pieces join the digit they sit on, the rest that is small is dropped;
+  text_lines   digits of similar height side by side are one line of text; lines top to bottom;
+  split_wide   a group far wider than a digit is digits that touch, cut where the ink is thinnest.
+Boxes are (x, y, w, h) in the mask's pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MIN_HEIGHT = 6  # pixels of the working picture: anything shorter is a speck
+MARK_HEIGHT = 0.45  # a group shorter than this fraction of the line's digits is a mark, not a digit
+MINOR_AREA = 0.12  # a piece with less ink than this fraction of the largest piece is a fragment
+ATTACH = 0.3  # a fragment joins a digit within this fraction of the digit height
+STACK_GAP = 0.45  # pieces overlapping in x and this close in y (fraction of digit height) are one digit
+TOUCH = 0.05  # boxes this close (fraction of height) touch
+SHORT = 0.65  # a piece shorter than this fraction of its neighbour is not a digit beside it
+WIDE = 1.4  # a group wider than this many times its height is digits that touch
+PART_HEIGHT = 0.6  # each digit cut from touching digits is at least this fraction of their height
+NEIGHBOURS_WIDE = 1.45  # ... or this many times as wide as the digits beside it
+DIGIT_ASPECT = 0.72  # a typical handwritten digit's width over its height
+
+
+@dataclass
+class Segment:
+    box: tuple[int, int, int, int]  # x, y, w, h
+    mask: np.ndarray  # bool [h, w]: this digit's ink inside its box
+    line: int = 0  # line of text, counted from the top
+
+
+def pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, stats): the 8-connected components of the mask; stats rows are x, y, w, h, area
+    (row 0, the background, included)."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    return labels, stats[:, :5]
+
+
+def _union(a, b):
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _x_overlap(a, b) -> int:
+    return min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+
+
+def _y_gap(a, b) -> int:
+    return max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3])
+
+
+def group(stats: np.ndarray) -> list[tuple[tuple[int, int, int, int], list[int]]]:
+    """Pieces -> [(box, piece labels)]: one entry per digit candidate, small fragments attached."""
+    ids = [i for i in range(1, len(stats)) if stats[i, 4] >= 2]
+    if not ids:
+        return []
+    biggest = max(stats[i, 4] for i in ids)
+    major = [i for i in ids if stats[i, 4] >= MINOR_AREA * biggest]
+    boxes = {i: tuple(int(v) for v in stats[i, :4]) for i in ids}
+    ref = float(np.median([boxes[i][3] for i in major])) if major else 1.0
+    # Stacked major pieces are parts of one digit: merge until nothing changes.
+    groups = [(boxes[i], [i]) for i in major]
+    merged = True
+    while merged:
+        merged = False
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                ba, bb = groups[a][0], groups[b][0]
+                narrow = min(ba[2], bb[2])
+                tall, short = max(ba[3], bb[3]), min(ba[3], bb[3])
+                stacked = _x_overlap(ba, bb) >= 0.5 * narrow and _y_gap(ba, bb) < STACK_GAP * max(tall, ref * 0.5)
+                # A stroke that came loose beside the body (a "4"'s upright, a "5"'s bar): boxes that
+                # touch, one much shorter. Two digits side by side are about equally tall.
+                beside = -_x_overlap(ba, bb) <= TOUCH * tall and short < SHORT * tall and _y_gap(ba, bb) < 0
+                # Overlapping pieces that together are no wider than a digit: a digit in two strokes.
+                union = _union(ba, bb)
+                crossed = _x_overlap(ba, bb) >= 0.2 * narrow and union[2] <= 1.1 * union[3] and _y_gap(ba, bb) < 0
+                if stacked or beside or crossed:
+                    groups[a] = (_union(ba, bb), groups[a][1] + groups[b][1])
+                    del groups[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    # Fragments (a lifted bar, a dot of a broken stroke) join the digit they sit over or under.
+    for i in ids:
+        if i in major:
+            continue
+        box, best, dist = boxes[i], None, None
+        for g, (gbox, _) in enumerate(groups):
+            if _x_overlap(box, gbox) < 0.5 * box[2]:
+                continue
+            d = max(0, _y_gap(box, gbox))
+            if d <= ATTACH * gbox[3] and (dist is None or d < dist):
+                best, dist = g, d
+        if best is not None:
+            gbox, members = groups[best]
+            groups[best] = (_union(gbox, box), members + [i])
+    return groups
+
+
+def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
+    """Indices of boxes by line of text (top to bottom), each line left to right."""
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2)
+    lines: list[list[int]] = []
+    spans: list[tuple[float, float]] = []
+    for i in order:
+        x, y, w, h = boxes[i]
+        for n, (top, bottom) in enumerate(spans):
+            if min(bottom, y + h) - max(top, y) >= 0.5 * min(h, bottom - top):
+                lines[n].append(i)
+                spans[n] = (min(top, y), max(bottom, y + h))
+                break
+        else:
+            lines.append([i])
+            spans.append((y, y + h))
+    by_top = sorted(range(len(lines)), key=lambda n: spans[n][0])
+    return [sorted(lines[n], key=lambda i: boxes[i][0]) for n in by_top]
+
+
+def split_wide(mask: np.ndarray, height: float, digit_width: float | None = None) -> list[tuple[int, int]]:
+    """Column ranges [(x0, x1)] of the digits in a group's mask: one range when it is one digit;
+    several, cut at the thinnest ink near the expected boundaries, when digits touch.
+    `digit_width`: the typical width of the digits beside it, when there are some."""
+    h, w = mask.shape
+    if digit_width is not None and w > NEIGHBOURS_WIDE * digit_width and w > 0.8 * height:
+        k = int(np.clip(round(w / digit_width), 2, 8))
+    elif w > WIDE * height:
+        k = int(np.clip(round(w / (DIGIT_ASPECT * height)), 2, 8))
+    else:
+        return [(0, w)]
+    profile = np.convolve(mask.sum(0).astype(np.float32), np.ones(3, np.float32) / 3, mode="same")
+    # Touching digits meet in a stroke or two: the cut column holds little ink.
+    neck = 1.5 * _stroke_width(mask) + 1
+    cuts, step = [0], w / k
+    for i in range(1, k):
+        lo, hi = int(i * step - 0.35 * step), int(i * step + 0.35 * step)
+        lo, hi = max(lo, cuts[-1] + 1), min(hi, w - 1)
+        if hi <= lo:
+            continue
+        window = profile[lo:hi]
+        # The thinnest column; among equals, the one nearest the expected boundary.
+        if window.min() > neck:
+            return [(0, w)]  # no thin neck where digits would touch: one wide digit (a flat "0")
+        cand = np.flatnonzero(window <= window.min() + 0.5)
+        cuts.append(lo + int(cand[np.argmin(np.abs(cand + lo - i * step))]))
+    cuts.append(w)
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width of a binary drawing: twice its area over its perimeter."""
+    mask = np.pad(mask, 1)  # the box is tight: its edges are the drawing's edges too
+    edges = np.count_nonzero(np.diff(mask, axis=0)) + np.count_nonzero(np.diff(mask, axis=1))
+    return 2.0 * mask.sum() / max(edges, 1)
+
+
+def _tight(mask: np.ndarray, box) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """The box shrunk to the ink it holds, and the mask cut to it (None when empty)."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return None
+    t, b, l, r = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    x, y = box[0], box[1]
+    return (int(x + l), int(y + t), int(r - l), int(b - t)), mask[t:b, l:r]
+
+
+def segment(mask: np.ndarray) -> list[Segment]:
+    """A mask of ink -> its digits in reading order (marks, specks and fragments left out)."""
+    labels, stats = pieces(mask)
+    groups = group(stats)
+    if not groups:
+        return []
+    tall = max(b[3] for b, _ in groups)
+    groups = [(b, m) for b, m in groups if b[3] >= max(MIN_HEIGHT, MARK_HEIGHT * tall)]  # specks, dots, dashes, ticks
+    # A digit's width is best judged against the other digits on its line: two that touch are
+    # about twice as wide as their neighbours.
+    lines = text_lines([b for b, _ in groups])
+    width_of = {}
+    for members in lines:
+        widths = sorted(groups[i][0][2] for i in members)
+        for i in members:
+            width_of[i] = float(np.median(widths)) if len(widths) >= 3 else None
+    found: list[Segment] = []
+    for n, (box, members) in enumerate(groups):
+        x, y, w, h = box
+        own = np.isin(labels[y : y + h, x : x + w], members)
+        parts = [_tight(own[:, x0:x1], (x + x0, y, x1 - x0, h)) for x0, x1 in split_wide(own, h, width_of[n])]
+        parts = [p for p in parts if p is not None]
+        # Digits that touch are each about as tall as the pair; a wide digit cut in two is not
+        # (the bar of a "7" or a "5" cut off its body): keep it whole.
+        if len(parts) > 1 and min(p[0][3] for p in parts) < PART_HEIGHT * h:
+            parts = [(box, own)]
+        found.extend(Segment(box=b, mask=m) for b, m in parts if b[3] >= MIN_HEIGHT)
+    lines = text_lines([s.box for s in found])
+    ordered = []
+    for n, members in enumerate(lines):
+        for i in members:
+            found[i].line = n
+            ordered.append(found[i])
+    return ordered
+
+
+
+def merge(segments: list[Segment]) -> Segment:
+    """Several segments as one: their union box, their masks together."""
+    x0, y0 = min(s.box[0] for s in segments), min(s.box[1] for s in segments)
+    x1 = max(s.box[0] + s.box[2] for s in segments)
+    y1 = max(s.box[1] + s.box[3] for s in segments)
+    mask = np.zeros((y1 - y0, x1 - x0), bool)
+    for s in segments:
+        x, y, w, h = s.box
+        mask[y - y0 : y - y0 + h, x - x0 : x - x0 + w] |= s.mask
+    return Segment(box=(x0, y0, x1 - x0, y1 - y0), mask=mask)

@@ -1,0 +1,68 @@
+"""The committed model through the server's own preprocessing on generated notebook pictures
+(tests/pages.py), each kind held to its figure on a seeded sample (seeds of their own, apart from
+the tuning and the reported ranges). The figures on 1000 pictures per kind are in the README;
+these bounds sit a little under them, to catch a regression without flaking on a small sample."""
+import numpy as np
+import pytest
+
+from tests.pages import KINDS, Reader, edits, picture
+
+TEST_SEED = 500_000
+N = 120
+
+
+@pytest.fixture(scope="module")
+def setup(committed_model, mnist_dir):
+    from train.mnist import load_split
+
+    test = load_split(mnist_dir, "test")
+    return Reader(committed_model), test.images, test.labels
+
+
+def pictures(kind, setup, n=N):
+    _, images, labels = setup
+    return [picture(kind, TEST_SEED + i, images, labels) for i in range(n)]
+
+
+def predict_accuracy(reader, pics):
+    answers = [reader.predict(p.data) for p in pics]
+    return float(np.mean([a is not None and str(a[0]) == p.text for a, p in zip(answers, pics)]))
+
+
+def test_single_digit_on_notebook_paper_is_read_nearly_as_on_blank_paper(setup):
+    reader = setup[0]
+    blank = predict_accuracy(reader, pictures("single_blank", setup))
+    for kind in ("single_ruled", "single_squared"):
+        acc = predict_accuracy(reader, pictures(kind, setup))
+        print(f"{kind}: {acc:.3f} (blank paper: {blank:.3f})")
+        assert acc >= blank - 0.06, kind
+
+
+def test_single_digit_beside_a_margin_line_or_marks(setup):
+    reader = setup[0]
+    for kind, bound in (("single_margin", 0.85), ("cluttered", 0.72)):
+        acc = predict_accuracy(reader, pictures(kind, setup))
+        print(f"{kind}: {acc:.3f}")
+        assert acc >= bound, kind
+
+
+def test_numbers_are_read_and_predict_does_not_pretend_they_are_one_digit(setup):
+    reader = setup[0]
+    pics = pictures("number", setup)
+    texts = [reader.read(p.data) or "" for p in pics]
+    exact = np.mean([t == p.text for t, p in zip(texts, pics)])
+    right = 1 - sum(min(len(p.text), edits(p.text, t)) for t, p in zip(texts, pics)) / sum(len(p.text) for p in pics)
+    answers = [reader.predict(p.data) for p in pics]
+    confident = np.mean([a is not None and a[1] >= reader.uncertain_below for a in answers])
+    print(f"numbers: {exact:.3f} exactly, {right:.4f} of digits; /predict confident single digit {confident:.3f}")
+    assert exact >= 0.7 and right >= 0.88
+    assert confident <= 0.04
+
+
+def test_generators_are_seeded_and_hold_what_they_say(setup):
+    _, images, labels = setup
+    for kind in KINDS:
+        a, b = picture(kind, 7, images, labels), picture(kind, 7, images, labels)
+        assert a.data == b.data and a.text == b.text and a.text.isdigit()
+    lengths = {len(picture("number", i, images, labels).text) for i in range(40)}
+    assert lengths <= set(range(2, 9)) and len(lengths) >= 5

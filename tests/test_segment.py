@@ -1,0 +1,73 @@
+"""serve/segment.py step by step: pieces grouped into digits, marks left out, touching digits
+split, reading order over several lines."""
+import numpy as np
+
+from serve.segment import group, merge, pieces, segment, split_wide, text_lines
+
+
+def block(mask, x, y, w, h):
+    mask[y : y + h, x : x + w] = True
+
+
+def ring(mask, x, y, w, h, t=4):
+    mask[y : y + h, x : x + w] = True
+    mask[y + t : y + h - t, x + t : x + w - t] = False
+
+
+def test_pieces_stacked_in_one_column_are_one_digit():
+    mask = np.zeros((120, 120), bool)
+    ring(mask, 30, 20, 40, 38)  # a broken "8": two loops that do not touch
+    ring(mask, 28, 62, 44, 40)
+    _, stats = pieces(mask)
+    assert len(group(stats)) == 1
+
+
+def test_a_lifted_bar_joins_its_digit():
+    mask = np.zeros((120, 120), bool)
+    block(mask, 40, 40, 6, 30)  # the "5"'s upright and belly
+    ring(mask, 40, 60, 36, 40)
+    block(mask, 46, 28, 34, 5)  # its bar, written apart
+    found = segment(mask)
+    assert len(found) == 1 and found[0].box[1] == 28
+
+
+def test_specks_dots_and_dashes_are_not_digits():
+    mask = np.zeros((150, 300), bool)
+    ring(mask, 100, 30, 50, 80)  # a "0"
+    block(mask, 200, 60, 5, 5)  # a dot
+    block(mask, 20, 70, 40, 5)  # a dash
+    block(mask, 250, 20, 1, 1)  # a speck
+    found = segment(mask)
+    assert [s.box for s in found] == [(100, 30, 50, 80)]
+
+
+def test_touching_digits_are_cut_at_the_thinnest_ink():
+    mask = np.zeros((100, 200), bool)
+    ring(mask, 20, 10, 60, 80)
+    ring(mask, 90, 10, 60, 80)
+    block(mask, 78, 48, 14, 4)  # where they touch
+    cuts = split_wide(mask[10:90, 20:150], 80)
+    assert len(cuts) == 2 and 60 <= cuts[0][1] <= 70
+    assert len(segment(mask)) == 2
+
+
+def test_one_wide_digit_is_not_cut():
+    mask = np.zeros((100, 200), bool)
+    ring(mask, 20, 20, 150, 60, t=5)  # a flat "0": wide, but no thin neck anywhere
+    assert split_wide(mask[20:80, 20:170], 60) == [(0, 150)]
+
+
+def test_reading_order_is_lines_top_to_bottom_then_left_to_right():
+    boxes = [(200, 110, 40, 60), (20, 10, 40, 60), (120, 14, 40, 60), (20, 118, 40, 55), (220, 5, 40, 60)]
+    assert text_lines(boxes) == [[1, 2, 4], [3, 0]]
+
+
+def test_segments_carry_their_line_and_merge_into_one():
+    mask = np.zeros((200, 200), bool)
+    ring(mask, 20, 10, 40, 60)
+    ring(mask, 100, 10, 40, 60)
+    ring(mask, 60, 110, 40, 60)
+    found = segment(mask)
+    assert [(s.line, s.box[0]) for s in found] == [(0, 20), (0, 100), (1, 60)]
+    one = merge(found)
+    assert one.box == (20, 10, 120, 160) and one.mask.sum() == sum(s.mask.sum() for s in found)
