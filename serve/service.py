@@ -82,8 +82,13 @@ def warm_up(predictor, manifest: dict) -> None:
         if out.shape != (n, n_labels) or not np.isfinite(out).all():
             raise ModelError(f"warm-up: a batch of {n} gave shape {list(out.shape)}"
                              f"{'' if np.isfinite(out).all() else ' with non-finite values'}, expected [{n}, {n_labels}]")
-        if "probabilities" in manifest["output"].get("semantics", "") and not np.allclose(out.sum(axis=1), 1, atol=1e-3):
-            raise ModelError("warm-up: the outputs are not probabilities (rows do not sum to 1)")
+        if "probabilities" in manifest["output"].get("semantics", ""):
+            sums = out.sum(axis=1)
+            # With a "not a digit" column left out of the graph's output, the ten sum to 1 - P(not a digit).
+            open_set = manifest.get("calibration", {}).get("reject_logit") is not None
+            if (out < -1e-6).any() or not (np.all(sums <= 1 + 1e-3) if open_set else np.allclose(sums, 1, atol=1e-3)):
+                raise ModelError("warm-up: the outputs are not probabilities (rows do not sum to "
+                                 f"{'at most 1' if open_set else '1'})")
 
 
 class ModelService:

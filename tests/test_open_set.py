@@ -32,7 +32,7 @@ def model(committed_model):
 
 def _answers(model, pictures):
     """(confidence, predicted index, flagged) per picture; refused pictures are flagged with confidence 0."""
-    from serve.errors import NoDigit
+    from serve.errors import NoDigit, SeveralDigits
     from serve.preprocess import prepare
     from serve.rejection import flags
 
@@ -42,7 +42,7 @@ def _answers(model, pictures):
         try:
             tensors.append(prepare(data, spec).tensor)
             refused.append(False)
-        except NoDigit:
+        except (NoDigit, SeveralDigits):  # refused before the model: flagged
             refused.append(True)
     probs = predictor(np.stack(tensors)) if tensors else np.zeros((0, 10), np.float32)
     conf, pred = np.zeros(len(pictures)), np.full(len(pictures), -1)

@@ -110,7 +110,7 @@ def upload_digits(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np
         try:
             out.append(neg.prepare_gray(as_upload(d, np.random.default_rng([seed, i, 0x55])), neg.SPEC).image)
             kept.append(i)
-        except neg.NoDigit:
+        except neg.REFUSED:
             pass
     return np.stack(out), labels[np.array(kept, dtype=np.int64)]
 
