@@ -211,12 +211,13 @@ class Reader:
         from serve.model_store import load_manifest, resolve
         from serve.predictor import Predictor
         from serve.preprocess import Spec
+        from serve.rejection import threshold
 
         folder = resolve(str(model_dir))
         self.manifest = load_manifest(folder)
         self.predictor = Predictor(folder, self.manifest)
         self.spec = Spec.from_manifest(self.manifest)
-        self.uncertain_below = ServeConfig().uncertain_below
+        self.uncertain_below = threshold(self.manifest, ServeConfig().uncertain_below)  # as the server flags
 
     def read(self, data: bytes) -> str | None:
         """The text /read answers, or None for an error answer."""

@@ -97,14 +97,14 @@ def trap(tmp_path, committed_model):
     """Things a client might point the server at: a valid model folder elsewhere, a secret file,
     and a loopback TCP listener that counts connections."""
     root = tmp_path / f"TRAP-{uuid.uuid4().hex[:8]}"
-    shutil.copytree(committed_model, root / "mnist-cnn" / "1")
+    shutil.copytree(committed_model, root / "mnist-cnn" / committed_model.name)
     (root / "secret.txt").write_text("secret")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     listener.settimeout(0.2)
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/model"
-    values = [str(root), str(root / "mnist-cnn" / "1"), str(root / "secret.txt"), "../" * 12 + str(root)[1:],
+    values = [str(root), str(root / "mnist-cnn" / committed_model.name), str(root / "secret.txt"), "../" * 12 + str(root)[1:],
               f"file://{root}/secret.txt", url, url.replace("http", "https"), "/etc/passwd", "..\\..\\secret.txt"]
     yield root, listener, values
     listener.close()

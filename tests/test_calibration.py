@@ -37,9 +37,21 @@ def test_negatives_are_seeded_and_pass_serving_preprocessing():
     a, b = neg.make(40, seed=3), neg.make(40, seed=3)
     assert np.array_equal(a.images, b.images) and a.images.shape[1:] == (28, 28) and a.images.dtype == np.uint8
     assert not np.array_equal(a.images, neg.make(40, seed=4).images)
-    assert set(a.kinds) <= set(neg.KINDS) and len(a.images) + sum(a.refused.values()) == 40
+    assert set(a.kinds) <= set(neg.KINDS) and len(a.images) + sum(a.refused.values()) + sum(a.stroke_like.values()) == 40
+    # no kept negative is a single straight stroke: that is a 1 to a writer
+    assert min(neg.elongation(im) for im in a.images) >= neg.STROKE_LIKE
     # centred by serving's preprocessing: ink in the frame, the border empty as in MNIST
     assert (a.images[:, 0, :] == 0).mean() > 0.9 and a.images.max() > 200
+
+
+def test_elongation_tells_a_bar_from_a_round_mark():
+    from train import negatives as neg
+
+    bar, ring = np.zeros((28, 28), np.uint8), np.zeros((28, 28), np.uint8)
+    bar[4:24, 13:16] = 255  # a 1 as a plain stroke
+    yy, xx = np.mgrid[:28, :28]
+    ring[np.abs(np.hypot(yy - 14, xx - 14) - 8) < 1.5] = 255
+    assert neg.elongation(bar) < 0.2 < neg.STROKE_LIKE < 0.9 < neg.elongation(ring)
 
 
 def test_held_out_sources_are_disjoint_from_training():

@@ -154,7 +154,7 @@ def tamper(model_dir: Path, how: str, marker: Path) -> str:
 @pytest.mark.parametrize("how", ["altered params", "missing params", "missing manifest", "manifest edited",
                                  "pickles with a rewritten manifest"])
 def test_a_model_folder_that_does_not_match_its_manifest_is_never_served(committed_model, tmp_path, how):
-    model_dir = tmp_path / "models" / "mnist-cnn" / "1"
+    model_dir = tmp_path / "models" / "mnist-cnn" / committed_model.name
     shutil.copytree(committed_model, model_dir)
     marker = tmp_path / "PAYLOAD-RAN"
     reason = tamper(model_dir, how, marker)

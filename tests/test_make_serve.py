@@ -9,7 +9,7 @@ from tests.images import as_upload, encode
 from tests.procs import wait_for
 
 
-def test_make_serve_classifies_an_mnist_digit(mnist_dir):
+def test_make_serve_classifies_an_mnist_digit(mnist_dir, committed_model):
     from train.mnist import load_split
 
     test = load_split(mnist_dir, "test")
@@ -27,4 +27,4 @@ def test_make_serve_classifies_an_mnist_digit(mnist_dir):
         subprocess.run(["make", "-s", "reload"], cwd=REPO, env={**os.environ, "PORT": str(port)}, check=True, timeout=60)
         ready = wait_for(lambda: (lambda r: r if r["last_reload"]["outcome"] == "unchanged" else None)(
             requests.get(server.base_url + "/readyz", timeout=5).json()), 30, what="a reload")
-        assert ready["status"] == "ready" and ready["model"]["version"] == 1
+        assert ready["status"] == "ready" and ready["model"]["version"] == int(committed_model.name)  # the newest

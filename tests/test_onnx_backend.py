@@ -17,7 +17,7 @@ def onnx_model(committed_model, tmp_path_factory):
     """The committed model with model.onnx beside it, as `make export FORMAT=onnx` publishes it."""
     from export import onnx
 
-    folder = tmp_path_factory.mktemp("onnx-model") / "1"
+    folder = tmp_path_factory.mktemp("onnx-model") / committed_model.name  # the folder names its version
     shutil.copytree(committed_model, folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"]["onnx"] = onnx.convert(folder, manifest["files"])
@@ -52,7 +52,7 @@ def test_onnxruntime_backend_refuses_a_model_onnx_the_manifest_does_not_vouch_fo
     r = app.test_client().get("/readyz")
     assert r.status_code == 503 and "model.onnx" in r.json["error"]["message"]
     # A model.onnx altered after publishing: refused by its checksum.
-    altered = tmp_path / "1"
+    altered = tmp_path / onnx_model.name
     shutil.copytree(onnx_model, altered)
     with open(altered / "model.onnx", "ab") as f:
         f.write(b"\0")

@@ -43,7 +43,8 @@ def publish_copy(committed: Path, models: Path, corrupt: bool = False) -> Path:
 @pytest.fixture()
 def models(committed_model, tmp_path) -> Path:
     root = tmp_path / "models"
-    shutil.copytree(committed_model, root / NAME / "1")
+    (root / NAME).mkdir(parents=True)
+    publish_copy(committed_model, root)  # version 1 of a fresh folder, whichever version is committed
     return root
 
 

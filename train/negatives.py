@@ -306,6 +306,7 @@ class Negatives:
     images: np.ndarray  # uint8 [N, 28, 28]: what the model sees, as MNIST
     kinds: np.ndarray  # str [N]
     refused: dict  # kind -> how many pictures preprocessing refused (REFUSED): rejected before the model
+    stroke_like: dict  # kind -> how many were dropped as a single stroke (STROKE_LIKE)
 
 
 def draw(kind: str, src: Sources, rng: np.random.Generator) -> np.ndarray:
@@ -321,7 +322,7 @@ def make(n: int, seed: int, sources: Sources | None = None, kinds=None) -> Negat
     p = np.array([WEIGHTS[k] for k in names])
     rng = np.random.default_rng([seed, 0x6E6567])
     chosen = rng.choice(names, size=n, p=p / p.sum())
-    images, got, refused = [], [], dict.fromkeys(names, 0)
+    images, got, refused, stroke_like = [], [], dict.fromkeys(names, 0), dict.fromkeys(names, 0)
     for i, kind in enumerate(chosen):
         r = np.random.default_rng([seed, i])
         try:
@@ -329,10 +330,12 @@ def make(n: int, seed: int, sources: Sources | None = None, kinds=None) -> Negat
         except REFUSED:
             refused[kind] += 1
             continue
-        if elongation(image) >= STROKE_LIKE:
-            images.append(image)
-            got.append(kind)
-    return Negatives(np.stack(images) if images else np.zeros((0, 28, 28), np.uint8), np.array(got), refused)
+        if elongation(image) < STROKE_LIKE:
+            stroke_like[kind] += 1
+            continue
+        images.append(image)
+        got.append(kind)
+    return Negatives(np.stack(images) if images else np.zeros((0, 28, 28), np.uint8), np.array(got), refused, stroke_like)
 
 
 if __name__ == "__main__":  # python -m train.negatives OUT.png: a contact sheet to look at
