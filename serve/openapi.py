@@ -168,9 +168,16 @@ def _json(description: str, schema: dict) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _debug(description: str) -> dict:
+    """The ?debug= query parameter that /predict and /read share."""
+    return {"name": "debug", "in": "query", "required": False,
+            "schema": {"type": "string", "enum": ["0", "1", "true", "false"]}, "description": description}
+
+
 def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
     image_types = list(MEDIA_TYPES.values())
     b64 = {"type": "string", "description": "base64 of a PNG or JPEG file (a data: URL prefix is accepted)"}
+    unsupported = _error(f"Not one of: {', '.join(image_types)} (checked by content, before decoding)")  # the same for /predict and /read
     return {
         "openapi": "3.1.0",
         "info": {"title": "Digit recognition API", "version": "1.0.0",
@@ -178,9 +185,7 @@ def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
         "paths": {
             "/predict": {"post": {
                 "summary": "Classify one image, or several as one batch",
-                "parameters": [{"name": "debug", "in": "query", "required": False,
-                                "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
-                                "description": "1: add the 28x28 image the model saw"}],
+                "parameters": [_debug("1: add the 28x28 image the model saw")],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "properties": {
                         "image": {"type": "string", "format": "binary"},
@@ -201,7 +206,7 @@ def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
                     "400": _error("Malformed request, or an image that cannot be decoded"),
                     "413": _error(f"Body over {cfg.max_upload_bytes} bytes, image over {cfg.max_pixels} pixels, "
                                   f"more than {cfg.max_batch} images or {cfg.max_form_parts} form parts"),
-                    "415": _error(f"Not one of: {', '.join(image_types)} (checked by content, before decoding)"),
+                    "415": unsupported,
                     "422": _error("no_digit: blank or inkless image; several_digits: the picture holds several "
                                   "digits (send it to /read)"),
                     "503": _error("Model not loaded, or overloaded (with Retry-After)"),
@@ -209,9 +214,7 @@ def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
             }},
             "/read": {"post": {
                 "summary": "Read every digit on one picture (a number, several lines): boxes, digits, text",
-                "parameters": [{"name": "debug", "in": "query", "required": False,
-                                "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
-                                "description": "1: add each digit's 28x28 model input"}],
+                "parameters": [_debug("1: add each digit's 28x28 model input")],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
                         "image": {"type": "string", "format": "binary"}}}},
@@ -222,7 +225,7 @@ def openapi_document(cfg: ServeConfig, served: dict | None = None) -> dict:
                     "200": _json("The digits found, in reading order", {"$ref": "#/components/schemas/Reading"}),
                     "400": _error("Malformed request, several pictures, or an image that cannot be decoded"),
                     "413": _error(f"Body over {cfg.max_upload_bytes} bytes or image over {cfg.max_pixels} pixels"),
-                    "415": _error(f"Not one of: {', '.join(image_types)} (checked by content, before decoding)"),
+                    "415": unsupported,
                     "422": _error(f"no_digit: blank or inkless picture; too_many_digits: more than {cfg.max_digits} digits"),
                     "503": _error("Model not loaded, or overloaded (with Retry-After)"),
                 },
