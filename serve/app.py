@@ -121,6 +121,18 @@ def create_app(config: dict | None = None) -> Flask:
             "paddle_version": m["paddle_version"], **service.status(),
         }]})
 
+    def infer(inputs) -> np.ndarray:
+        """Probabilities for the prepared inputs of one request (/predict's images, /read's digits), timed."""
+        t = time.perf_counter()
+        probs = service.probabilities(np.stack([x.tensor for x in inputs]))
+        metrics.inference.observe(time.perf_counter() - t)
+        metrics.batch_size.observe(len(inputs))
+        metrics.images.inc(len(inputs))
+        return probs
+
+    def debug_requested() -> bool:
+        return request.args.get("debug", "").lower() in ("1", "true", "yes")
+
     @app.post("/predict")
     def predict():
         if not service.ready:
@@ -134,12 +146,8 @@ def create_app(config: dict | None = None) -> Flask:
                 if batch:
                     e.message = f"images[{i}]: {e.message}"
                 raise
-        t = time.perf_counter()
-        probs = service.probabilities(np.stack([p.tensor for p in prepared]))
-        metrics.inference.observe(time.perf_counter() - t)
-        metrics.batch_size.observe(len(prepared))
-        metrics.images.inc(len(prepared))
-        debug = request.args.get("debug", "").lower() in ("1", "true", "yes")
+        probs = infer(prepared)
+        debug = debug_requested()
         results = [describe(p, service, cfg, prep.image if debug else None) for p, prep in zip(probs, prepared)]
         if batch:
             return jsonify({"predictions": results, "model": service.identity})
@@ -154,9 +162,8 @@ def create_app(config: dict | None = None) -> Flask:
         if batch:
             raise BadRequest("/read takes one picture, in field 'image'")
         found = read(images[0], service.spec, service.limits, cfg.max_digits)
-        probs = service.probabilities(np.stack([d.tensor for d in found]))
-        metrics.images.inc(len(found))
-        debug = request.args.get("debug", "").lower() in ("1", "true", "yes")
+        probs = infer(found)
+        debug = debug_requested()
         return jsonify(reading([describe(p, service, cfg, d.image if debug else None) for p, d in zip(probs, found)],
                                found, service.identity))
 
