@@ -133,11 +133,11 @@ def compare(argv=None) -> int:
 
     from train.calibration import auroc, threshold_at_frr
     from train.config import TrainConfig
-    from train.data import Augment, steps_per_epoch, train_batches
+    from train.data import Augment, load_data, steps_per_epoch, train_batches
     from train.loop import predict_logits, train_one_epoch
     from train.models import build_model
     from train.optim import build_optimizer, build_schedule
-    from train.runner import load_data, setup_device
+    from train.runner import setup_device
 
     ap = argparse.ArgumentParser(prog="python -m train.openset", description=compare.__doc__)
     ap.add_argument("--limit-train", type=int, default=15000)

@@ -207,7 +207,7 @@ def render_markdown(run_dir: Path, cfg: dict, result: dict, epochs: list[dict], 
 
 
 def write_report(run_dir, data=None, with_test: bool = True, log=print) -> Path:
-    """Write every picture and report.md into run_dir; `data` (runner.Dataset) saves reloading the files."""
+    """Write every picture and report.md into run_dir; `data` (train.data.Dataset) saves reloading the files."""
     from train import checkpoint as ckpt
     from train.config import TrainConfig
     from train.data import load_data, steps_per_epoch

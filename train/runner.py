@@ -20,7 +20,7 @@ from train.models import build_model, count_parameters
 from train.optim import WeightAverage, build_optimizer, build_schedule
 from train.rundir import EPOCH, STEP, VAL, Best, Position, RunDir
 
-__all__ = ["Dataset", "load_data", "new_run_dir", "setup_device", "train", "finish"]
+__all__ = ["new_run_dir", "setup_device", "train", "finish"]
 
 
 def setup_device(cfg: TrainConfig) -> None:
