@@ -42,6 +42,10 @@ def test_negatives_are_seeded_and_pass_serving_preprocessing():
     assert min(neg.elongation(im) for im in a.images) >= neg.STROKE_LIKE
     # centred by serving's preprocessing: ink in the frame, the border empty as in MNIST
     assert (a.images[:, 0, :] == 0).mean() > 0.9 and a.images.max() > 200
+    # drawn in shares (one per training process) and merged, they are the same pictures in the same order
+    whole = neg.Negatives.merge([neg.make(40, seed=3, part=(r, 3)) for r in (2, 0, 1)])
+    assert np.array_equal(whole.images, a.images) and list(whole.kinds) == list(a.kinds)
+    assert whole.refused == a.refused and whole.stroke_like == a.stroke_like
 
 
 def test_elongation_tells_a_bar_from_a_round_mark():

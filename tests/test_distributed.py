@@ -86,6 +86,23 @@ def test_ctrl_c_then_resume_matches_the_uninterrupted_run(runs, synthetic_data, 
     assert (a["val_acc"], a["test_acc"], a["best_epoch"]) == (b["val_acc"], b["test_acc"], b["best_epoch"])
 
 
+def test_two_processes_gather_the_whole_pool_of_negatives(synthetic_data, tmp_path):
+    """Each rank draws its share of the non-digits; all of them train with the same whole pool."""
+    import re
+
+    from train import openset
+    from train.config import TrainConfig
+
+    args = [*ARGS[:ARGS.index("--epochs")], "--epochs", "1", *ARGS[ARGS.index("--epochs") + 2:], "--negatives", "0.125"]
+    proc = subprocess.run(launch(tmp_path / "log", "--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path),
+                                 "--run-name", "neg", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    made = re.search(r"(\d+) non-digit pictures made", (tmp_path / "log" / "workerlog.0").read_text())
+    per_epoch = (600 - 100) // 32
+    whole = openset.pool(openset.pool_size(TrainConfig().negatives_pool, 0.125, 32, per_epoch), TrainConfig().seed)
+    assert made and int(made.group(1)) == len(whole) > 60  # both ranks' shares, not rank 0's alone
+
+
 def test_ranks_take_disjoint_slices_that_make_up_each_batch():
     import numpy as np
 

@@ -107,6 +107,14 @@ class Dist:
         return {**stats, "loss": loss_sum / max(images, 1), "acc": correct / max(images, 1), "images": int(images),
                 "seconds": seconds, "images_per_s": images / max(seconds, 1e-9)}
 
+    def gather(self, value) -> list:
+        """Every rank's value (any picklable object), in rank order, on every rank."""
+        if not self.enabled:
+            return [value]
+        out: list = []
+        pdist.all_gather_object(out, value)
+        return out
+
     def share(self, value):
         """Rank 0's value (any picklable object), on every rank."""
         if not self.enabled:

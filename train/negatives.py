@@ -307,6 +307,16 @@ class Negatives:
     kinds: np.ndarray  # str [N]
     refused: dict  # kind -> how many pictures preprocessing refused (REFUSED): rejected before the model
     stroke_like: dict  # kind -> how many were dropped as a single stroke (STROKE_LIKE)
+    index: np.ndarray  # int [N]: each picture's draw number, which seeds it (see make)
+
+    @staticmethod
+    def merge(parts: "list[Negatives]") -> "Negatives":
+        """The parts make() drew on each of several processes, as one make() of all of them would."""
+        index = np.concatenate([p.index for p in parts])
+        order = np.argsort(index, kind="stable")
+        total = lambda field: {k: sum(getattr(p, field).get(k, 0) for p in parts) for k in parts[0].refused}
+        return Negatives(np.concatenate([p.images for p in parts])[order], np.concatenate([p.kinds for p in parts])[order],
+                         total("refused"), total("stroke_like"), index[order])
 
 
 def draw(kind: str, src: Sources, rng: np.random.Generator) -> np.ndarray:
@@ -314,16 +324,19 @@ def draw(kind: str, src: Sources, rng: np.random.Generator) -> np.ndarray:
     return KINDS[kind](src, rng)
 
 
-def make(n: int, seed: int, sources: Sources | None = None, kinds=None) -> Negatives:
+def make(n: int, seed: int, sources: Sources | None = None, kinds=None, part: tuple[int, int] = (0, 1)) -> Negatives:
     """n pictures (fewer by those preprocessing refuses and the stroke-like ones), kinds drawn by WEIGHTS;
-    a function of the seed."""
+    a function of the seed. part=(i, k): only draws i, i+k, i+2k, ... (one process's share; merge()
+    of the k parts equals the whole, since each draw is seeded by its own number)."""
     src = sources or Sources.for_training()
     names = list(kinds or KINDS)
     p = np.array([WEIGHTS[k] for k in names])
     rng = np.random.default_rng([seed, 0x6E6567])
     chosen = rng.choice(names, size=n, p=p / p.sum())
-    images, got, refused, stroke_like = [], [], dict.fromkeys(names, 0), dict.fromkeys(names, 0)
-    for i, kind in enumerate(chosen):
+    images, got, index, refused, stroke_like = [], [], [], dict.fromkeys(names, 0), dict.fromkeys(names, 0)
+    first, step = part
+    for i in range(first, n, step):
+        kind = chosen[i]
         r = np.random.default_rng([seed, i])
         try:
             image = prepare_gray(draw(kind, src, r), SPEC).image
@@ -335,7 +348,9 @@ def make(n: int, seed: int, sources: Sources | None = None, kinds=None) -> Negat
             continue
         images.append(image)
         got.append(kind)
-    return Negatives(np.stack(images) if images else np.zeros((0, 28, 28), np.uint8), np.array(got), refused, stroke_like)
+        index.append(i)
+    return Negatives(np.stack(images) if images else np.zeros((0, 28, 28), np.uint8), np.array(got, dtype=str),
+                     refused, stroke_like, np.array(index, np.int64))
 
 
 if __name__ == "__main__":  # python -m train.negatives OUT.png: a contact sheet to look at

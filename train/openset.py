@@ -22,14 +22,23 @@ import paddle.nn.functional as F
 from PIL import Image, ImageFilter
 
 from train import negatives as neg
+from train.distributed import Dist
 from train.data import normalize
 
 NEGATIVE = -1  # the label a negative carries through the batch
 
 
-def pool(n: int, seed: int) -> np.ndarray:
-    """The run's negatives (uint8 [M, 28, 28]): made once, a function of the seed."""
-    return neg.make(n, seed=seed + 0x5EED).images
+def pool(n: int, seed: int, dist: Dist = Dist()) -> np.ndarray:
+    """The run's negatives (uint8 [M, 28, 28]): made once, a function of the seed alone. Under
+    data-parallel training each rank draws its share and all ranks gather the same whole."""
+    mine = neg.make(n, seed=seed + 0x5EED, part=(dist.rank, dist.world_size))
+    return neg.Negatives.merge(dist.gather(mine)).images
+
+
+def pool_size(limit: int, fraction: float, batch_size: int, steps_per_epoch: int) -> int:
+    """Negatives worth making for a run: twice what one epoch draws, at most `limit` (a short run on a
+    small dataset draws few, and making one costs about as much as a training step)."""
+    return min(limit, 2 * steps_per_epoch * round(batch_size * fraction))
 
 
 def mix(batches, negatives: np.ndarray, fraction: float, *, seed: int, epoch: int):

@@ -103,7 +103,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
         from train import openset
 
         t_neg = time.perf_counter()
-        negatives = openset.pool(cfg.negatives_pool, cfg.seed)
+        n = openset.pool_size(cfg.negatives_pool, cfg.negatives, cfg.batch_size, per_epoch)
+        negatives = openset.pool(n, cfg.seed, dist)
         loss_fn = openset.loss_for(cfg.open_set, cfg.negatives_weight)
         log(f"{len(negatives)} non-digit pictures made in {time.perf_counter() - t_neg:.1f} s; "
             f"{cfg.negatives:.3f} of each batch")
