@@ -42,17 +42,15 @@ def main(argv=None) -> None:
     from werkzeug.test import EnvironBuilder
 
     from bench.http_load import BOUNDARY, multipart, upload_png
-    from serve.app import create_app, describe
+    from serve.app import create_app
     from serve.inputs import read_images
     from serve.preprocess import prepare
-
-    from serve.config import ServeConfig
 
     app = create_app({"model_dir": args.model_dir})
     for h in logging.getLogger("serve").handlers:  # log every request as served, into the void
         if isinstance(h, logging.StreamHandler):
             h.setStream(open(os.devnull, "w"))
-    service, cfg = app.extensions["digits"], ServeConfig.load({"model_dir": args.model_dir})
+    service, core = app.extensions["digits"], app.extensions["digits.classifier"]
     client = app.test_client()
     out = {}
     for kind in ("small_png", "mnist_png"):
@@ -70,13 +68,13 @@ def main(argv=None) -> None:
             b = BOUNDARY if fixed else uuid.uuid4().hex
             env = EnvironBuilder(method="POST", data=body.replace(BOUNDARY.encode(), b.encode()),
                                  content_type=f"multipart/form-data; boundary={b}").get_environ()
-            return read_images(Request(env), 64)[0]
+            return read_images(Request(env))[0]
 
         prepared = [prepare(png, service.spec, service.limits)]
         x = np.stack([p.tensor for p in prepared])
-        probs = service.probabilities(x)
+        prediction = core.classify_tensor(x)[0]
         with app.test_request_context():
-            describe_s = per_call(lambda: app.json.response(describe(probs[0], service, cfg)), args.runs)
+            describe_s = per_call(lambda: app.json.response(core.describe(prediction)), args.runs)
         steps = {
             "multipart parse, new boundary": per_call(lambda: parse(single), args.runs),
             "multipart parse, same boundary": per_call(lambda: parse(single, True), args.runs),
