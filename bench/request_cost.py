@@ -70,7 +70,7 @@ def main(argv=None) -> None:
                                  content_type=f"multipart/form-data; boundary={b}").get_environ()
             return read_images(Request(env))[0]
 
-        prepared = [prepare(png, service.spec, service.limits)]
+        prepared = [prepare(png, service.spec, core.limits)]
         x = np.stack([p.tensor for p in prepared])
         prediction = core.classify_tensor(x)[0]
         with app.test_request_context():
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
         steps = {
             "multipart parse, new boundary": per_call(lambda: parse(single), args.runs),
             "multipart parse, same boundary": per_call(lambda: parse(single, True), args.runs),
-            "decode + preprocess": per_call(lambda: prepare(png, service.spec, service.limits), args.runs),
+            "decode + preprocess": per_call(lambda: prepare(png, service.spec, core.limits), args.runs),
             "inference (batch 1)": per_call(lambda: service.probabilities(x), args.runs),
             "describe + JSON": describe_s,
         }

@@ -20,7 +20,7 @@ from PIL import Image
 from serve import rejection
 from serve.config import ServeConfig
 from serve.errors import ApiError, BadRequest, NotReady, TooLarge, at
-from serve.preprocess import Digit, prepare, read
+from serve.preprocess import Digit, Limits, prepare, read
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Prediction:
 class Classifier:
     def __init__(self, service, config: ServeConfig, metrics=None):
         self.service, self.config, self.metrics = service, config, metrics
+        self.limits = Limits(max_pixels=config.max_pixels)  # per image, checked from its header before decoding
 
     # ---- readiness ---------------------------------------------------------------------------------
 
@@ -79,7 +80,7 @@ class Classifier:
         index; `name` is what the protocol calls the images in a message ("images": "images[2]: ...")."""
         manifest = self.manifest()
         self.check_count(len(images))
-        spec, limits = self.service.spec, self.service.limits
+        spec, limits = self.service.spec, self.limits
         prepared = []
         for i, data in enumerate(images):
             try:
@@ -97,7 +98,7 @@ class Classifier:
     def read(self, data: bytes) -> tuple[list[Prediction], list[Digit]]:
         """Every digit on one picture, in reading order, with where each was found."""
         manifest = self.manifest()
-        found = read(data, self.service.spec, self.service.limits, self.config.max_digits)
+        found = read(data, self.service.spec, self.limits, self.config.max_digits)
         return self._judge(self._infer(np.stack([d.tensor for d in found])), manifest, [d.image for d in found]), found
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:

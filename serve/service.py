@@ -25,7 +25,7 @@ from serve.batcher import Batcher
 from serve.config import ServeConfig
 from serve.errors import NotReady
 from serve.model_store import Candidates, ModelError, candidates, check_version, fingerprint, load_manifest, versions
-from serve.preprocess import Limits, Spec
+from serve.preprocess import Spec
 
 log = logging.getLogger("serve")
 _LOAD_ERRORS = (ModelError, OSError, ValueError, KeyError, RuntimeError)
@@ -104,7 +104,6 @@ class ModelService:
 
     def __init__(self, config: ServeConfig, metrics=None):
         self.config = config
-        self.limits = Limits(max_pixels=config.max_pixels)
         self.metrics = metrics
         self.error: str | None = None  # why the last reload served nothing new, when it failed
         self.last_reload: dict | None = None
