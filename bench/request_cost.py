@@ -1,5 +1,6 @@
 """Where one request's CPU time goes, in-process on one core (Flask test client, no HTTP server):
-/healthz against /predict, and /predict split into its steps. This is what bounds /predict ÷ /healthz
+/healthz against /predict, /predict split into its steps, and the same PNG through /v2 infer as
+image_bytes (binary tensor data), its calls alternated with /predict's. This is what bounds /predict ÷ /healthz
 and images/s, whatever the server settings.
 
 python -m bench.request_cost [--runs N] [--model-dir models]
@@ -30,6 +31,19 @@ def per_call(fn, runs: int) -> float:
     return float(np.median(times))
 
 
+def alternated(fa, fb, runs: int) -> tuple[float, float]:
+    """Median seconds per call of fa and of fb, called in turn (a shared machine's drift hits both alike)."""
+    for _ in range(max(5, runs // 10)):
+        fa(), fb()
+    ta, tb = [], []
+    for _ in range(runs):
+        for fn, times in ((fa, ta), (fb, tb)):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    return float(np.median(ta)), float(np.median(tb))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.request_cost", description=__doc__)
     p.add_argument("--model-dir", default="models")
@@ -41,7 +55,7 @@ def main(argv=None) -> None:
     from flask import Request
     from werkzeug.test import EnvironBuilder
 
-    from bench.http_load import BOUNDARY, multipart, upload_png
+    from bench.http_load import BOUNDARY, multipart, upload_png, v2_body
     from serve.app import create_app
     from serve.inputs import read_images
     from serve.preprocess import prepare
@@ -82,7 +96,15 @@ def main(argv=None) -> None:
             "inference (batch 1)": per_call(lambda: service.probabilities(x), args.runs),
             "describe + JSON": describe_s,
         }
-        whole = per_call(lambda: post(single), args.runs)
+        v2_single, v2_head = v2_body([png])
+        v2_url = f"/v2/models/{service.manifest['name']}/infer"
+
+        def post_v2():
+            r = client.post(v2_url, data=v2_single, headers={"Inference-Header-Content-Length": str(v2_head)},
+                            content_type="application/octet-stream")
+            assert r.status_code == 200, r.data
+
+        whole, v2 = alternated(lambda: post(single), post_v2, args.runs)
         healthz = per_call(lambda: client.get("/healthz"), args.runs)
         batch_s = per_call(lambda: post(batch), max(10, args.runs // 20))
         out[kind] = {
@@ -90,6 +112,8 @@ def main(argv=None) -> None:
             "healthz_ms": round(healthz * 1000, 4),
             "predict_ms": round(whole * 1000, 4),
             "predict_over_healthz_cost": round(whole / healthz, 2),
+            "v2_image_bytes_ms": round(v2 * 1000, 4),
+            "v2_over_predict_cost": round(v2 / whole, 3),
             "steps_ms": {k: round(v * 1000, 4) for k, v in steps.items()},
             "framework_and_rest_ms": round((whole - sum(v for k, v in steps.items() if "same boundary" not in k)) * 1000, 4),
             f"batch_{args.batch}_ms": round(batch_s * 1000, 3),
