@@ -3,9 +3,11 @@
 python -m bench.http_load [--quick] [--server WORKERS=2,THREADS=1 ...]
 
 For each server setting: /healthz (the floor: the cheapest request the stack can answer) and
-/predict with one PNG at concurrency 1, 8 and 32, batches of 64 PNGs, /predict at concurrency 8
-while 64 slow clients trickle their bodies (tests/slow_clients.py), then worker memory after
-warm-up and after a soak of 10,000 /predict requests. wrk shares the machine's cores with the server.
+/predict with one PNG at concurrency 1, 8 and 32, each run followed by the same PNG sent to
+/v2/models/<name>/infer as image_bytes (binary tensor data), batches of 64 PNGs on both, /predict
+at concurrency 8 while 64 slow clients trickle their bodies (tests/slow_clients.py), then worker
+memory after warm-up and after a soak of 10,000 /predict requests (--sections picks some of these).
+wrk shares the machine's cores with the server.
 By default two servers, interleaved in one run: the settings before issue 16 (sync workers, no
 batching) and the defaults, with after/before ratios.
 """
@@ -126,13 +128,27 @@ def memory(pids: list[int]) -> dict:
     return out
 
 
+def v2_body(files: list[bytes]) -> tuple[bytes, int]:
+    """A /v2 infer request of image_bytes as binary tensor data, and the length of its JSON header."""
+    from serve.kserve_codec import serialize_bytes
+
+    blob = serialize_bytes(files)
+    head = json.dumps({"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [len(files)],
+                                   "parameters": {"binary_data_size": len(blob)}}]}).encode()
+    return head + blob, len(head)
+
+
 def wrk(url: str, *, connections: int, duration_s: float, max_requests: int, body: Path | None = None,
-        threads: int = 1, random_boundary: bool = True) -> dict:
-    """One wrk run, bounded by time and by a cap on responses; requests/s over the active time."""
+        threads: int = 1, random_boundary: bool = True, v2_header: int | None = None) -> dict:
+    """One wrk run, bounded by time and by a cap on responses; requests/s over the active time.
+    A body is multipart (a fresh boundary per request), or with v2_header a /v2 binary request."""
     threads = max(1, min(threads, connections))
+    multi = v2_header is None
     env = {**os.environ, "BENCH_PER_THREAD": str(max(1, -(-max_requests // threads))) if max_requests else "0",
-           "BENCH_BODY": str(body) if body else "", "BENCH_CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
-           "BENCH_BOUNDARY": BOUNDARY if body and random_boundary else ""}
+           "BENCH_BODY": str(body) if body else "",
+           "BENCH_CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}" if multi else "application/octet-stream",
+           "BENCH_BOUNDARY": BOUNDARY if body and random_boundary and multi else "",
+           "BENCH_HEADER": "" if multi else f"Inference-Header-Content-Length: {v2_header}"}
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "10s",
            "-s", str(WRK_SCRIPT), url]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -190,6 +206,7 @@ def compare(results: list[dict]) -> dict:
             "predict_over_healthz_c8": ratio(lambda s: s["efficiency"]["8"]),
             "batch_images_per_s": ratio(lambda s: max(r.get("images_per_s") or 0 for r in s["predict_batch"]["by_concurrency"].values())),
             "slow_clients_predict_c8_requests_per_s": ratio(lambda s: s["slow_clients"]["requests_per_s"]),
+            "v2_image_bytes_c8_requests_per_s": ratio(lambda s: s["v2"]["8"]["requests_per_s"]),
         }
     return {"before": before["label"], "after_over_before": out}
 
@@ -199,11 +216,27 @@ def parse_server(spec: str) -> dict:
     return dict(kv.split("=", 1) for kv in spec.split(",") if kv)
 
 
+def ratios(num: dict, den: dict) -> dict:
+    """num ÷ den requests/s, per concurrency, for runs taken one after the other."""
+    return {c: round(num[c]["requests_per_s"] / den[c]["requests_per_s"], 3) for c in num
+            if num[c].get("requests_per_s") and den.get(c, {}).get("requests_per_s")}
+
+
+SECTIONS = ("healthz", "predict", "batch", "slow", "soak")
+
+
 def bench_server(env: dict, args, work: Path) -> dict:
-    bodies = {"single": work / "single.body", "batch": work / "batch.body"}
+    bodies = {"single": work / "single.body", "batch": work / "batch.body", "v2_single": work / "v2-single.body",
+              "v2_batch": work / "v2-batch.body"}
     png = upload_png(args.image)
+    pngs = [upload_png(args.image, seed=100 + i) for i in range(args.batch)]
     bodies["single"].write_bytes(multipart([("image", "digit.png", png)]))
-    bodies["batch"].write_bytes(multipart([("images", f"d{i}.png", upload_png(args.image, seed=100 + i)) for i in range(args.batch)]))
+    bodies["batch"].write_bytes(multipart([("images", f"d{i}.png", p) for i, p in enumerate(pngs)]))
+    v2_single, v2_single_head = v2_body([png])
+    v2_batch, v2_batch_head = v2_body(pngs)
+    bodies["v2_single"].write_bytes(v2_single)
+    bodies["v2_batch"].write_bytes(v2_batch)
+    sections = args.sections
     label = ",".join(f"{k}={v}" for k, v in env.items()) or "defaults"
     old_workers = os.environ.get("WORKERS")
     server = Server(env, args.model_dir, work / f"server-{label.replace(',', '_').replace('=', '')}.log")
@@ -218,22 +251,39 @@ def bench_server(env: dict, args, work: Path) -> dict:
         wrk(server.url + "/predict", connections=4, duration_s=max(1, d / 3), max_requests=args.warmup, body=bodies["single"])
         result["memory_after_warmup"] = memory(pids)
 
-        result["healthz"] = {str(c): wrk(server.url + "/healthz", connections=c, duration_s=d, max_requests=cap)
-                             for c in args.concurrency}
-        result["predict"] = {str(c): wrk(server.url + "/predict", connections=c, duration_s=d, max_requests=cap, body=bodies["single"])
-                             for c in args.concurrency}
-        batch = {}
-        for c in args.batch_concurrency:
-            r = wrk(server.url + "/predict", connections=c, duration_s=d, max_requests=max(1, cap // args.batch), body=bodies["batch"])
-            if r.get("requests_per_s") is not None:
-                r["images_per_s"] = round(r["requests_per_s"] * args.batch, 1)
-            batch[str(c)] = r
-        result["predict_batch"] = {"batch": args.batch, "by_concurrency": batch}
-        result["slow_clients"] = slow_clients_run(server, args, bodies["single"])
-        result["efficiency"] = {c: round(result["predict"][c]["requests_per_s"] / result["healthz"][c]["requests_per_s"], 3)
-                                for c in result["predict"]
-                                if result["predict"][c].get("requests_per_s") and result["healthz"][c].get("requests_per_s")}
+        with urllib.request.urlopen(server.url + "/v1/models", timeout=10) as r:
+            v2_url = f"{server.url}/v2/models/{json.loads(r.read())['models'][0]['name']}/infer"
 
+        if "healthz" in sections:
+            result["healthz"] = {str(c): wrk(server.url + "/healthz", connections=c, duration_s=d, max_requests=cap)
+                                 for c in args.concurrency}
+        if "predict" in sections:  # /predict and /v2 image_bytes one after the other, per concurrency
+            result["predict"], result["v2"] = {}, {}
+            for c in args.concurrency:
+                result["predict"][str(c)] = wrk(server.url + "/predict", connections=c, duration_s=d, max_requests=cap,
+                                                body=bodies["single"])
+                result["v2"][str(c)] = wrk(v2_url, connections=c, duration_s=d, max_requests=cap, body=bodies["v2_single"],
+                                           v2_header=v2_single_head)
+            result["v2_over_predict"] = ratios(result["v2"], result["predict"])
+        if "batch" in sections:
+            batch, v2 = {}, {}
+            for c in args.batch_concurrency:
+                for runs, path, body, head in ((batch, server.url + "/predict", bodies["batch"], None),
+                                               (v2, v2_url, bodies["v2_batch"], v2_batch_head)):
+                    r = wrk(path, connections=c, duration_s=d, max_requests=max(1, cap // args.batch), body=body, v2_header=head)
+                    if r.get("requests_per_s") is not None:
+                        r["images_per_s"] = round(r["requests_per_s"] * args.batch, 1)
+                    runs[str(c)] = r
+            result["predict_batch"] = {"batch": args.batch, "by_concurrency": batch}
+            result["v2_batch"] = {"batch": args.batch, "by_concurrency": v2, "v2_over_predict": ratios(v2, batch)}
+        if "slow" in sections:
+            result["slow_clients"] = slow_clients_run(server, args, bodies["single"])
+        if "healthz" in sections and "predict" in sections:
+            result["efficiency"] = ratios(result["predict"], result["healthz"])
+
+        warm = result.pop("memory_after_warmup")
+        if "soak" not in sections:
+            return result
         # Soak: N more /predict requests in two halves; RSS should stay flat.
         half = args.soak // 2
         soak = [wrk(server.url + "/predict", connections=8, duration_s=args.soak_timeout, max_requests=half, body=bodies["single"])]
@@ -241,7 +291,6 @@ def bench_server(env: dict, args, work: Path) -> dict:
         soak.append(wrk(server.url + "/predict", connections=8, duration_s=args.soak_timeout, max_requests=args.soak - half,
                         body=bodies["single"]))
         end = memory(pids)
-        warm = result.pop("memory_after_warmup")
         result["memory"] = {
             "soak_requests": sum(r.get("responses", 0) for r in soak),
             "soak_errors": sum(r.get("non_2xx_or_errors", 0) for r in soak),
@@ -275,7 +324,10 @@ def main(argv=None) -> None:
     p.add_argument("--soak-timeout", type=float, default=120.0)
     p.add_argument("--slow-clients", type=int, default=64, help="trickling connections held open during one /predict run (default: 64)")
     p.add_argument("--log-dir", help="keep the server logs here (default: a temporary folder)")
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"which runs, of {','.join(SECTIONS)} (default: all)")
+    p.add_argument("--rounds", type=int, default=1, help="serve every setting this many times, interleaved (default: 1)")
     args = p.parse_args(argv)
+    args.sections = set(args.sections.split(","))
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.batch_concurrency = [int(c) for c in args.batch_concurrency.split(",")]
     if not shutil.which("wrk"):
@@ -284,7 +336,7 @@ def main(argv=None) -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         tmp = args.log_dir or tmp
-        for spec in args.server or [BEFORE, ""]:
+        for spec in [s for _ in range(args.rounds) for s in (args.server or [BEFORE, ""])]:
             try:
                 results.append(bench_server(parse_server(spec), args, Path(tmp)))
             except Exception as e:  # noqa: BLE001 - one failing setting must not lose the others

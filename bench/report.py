@@ -7,6 +7,7 @@ TARGETS = {
     "batch_images_per_s": 5000.0,  # images/s with batches of 64
     "rss_growth_mib": 2.0,  # worker RSS growth over the second half of the soak
     "slow_clients_p99_ms": 100.0,  # /predict p99 at concurrency 8 with 64 trickling clients open, no failures
+    "v2_over_predict": 0.9,  # /v2 infer with image_bytes: requests/s within 10% of /predict's, at concurrency 8
 }
 
 
@@ -32,6 +33,10 @@ def targets(result: dict) -> list[dict]:
             (f"/predict p99 at c=8, {s.get('slow_clients', {}).get('slow_clients')} trickling clients open (ms)",
              s.get("slow_clients", {}).get("latency_ms", {}).get("p99"), f"<= {TARGETS['slow_clients_p99_ms']:.0f}, no errors",
              lambda v: v <= TARGETS["slow_clients_p99_ms"] and not s["slow_clients"].get("non_2xx_or_errors")),
+            ("/v2 image_bytes ÷ /predict requests/s at c=8", s.get("v2_over_predict", {}).get("8"),
+             f">= {TARGETS['v2_over_predict']}", lambda v: v >= TARGETS["v2_over_predict"]),
+            ("/v2 image_bytes ÷ /predict images/s, batches", max(s.get("v2_batch", {}).get("v2_over_predict", {}).values(), default=None),
+             f">= {TARGETS['v2_over_predict']}", lambda v: v >= TARGETS["v2_over_predict"]),
             ("worker RSS growth, 2nd half of soak (MiB)", max(growth) if growth else None,
              f"<= {TARGETS['rss_growth_mib']}", lambda v: v <= TARGETS["rss_growth_mib"] and s["memory"].get("workers_unchanged", False)),
         ]
@@ -151,10 +156,19 @@ def markdown(result: dict) -> str:
             lines += [f"{s['workers']} workers; one {s['image']} of {s['png_bytes']} bytes per /predict.", ""]
             lines += _table(["concurrency", "/healthz req/s", "/healthz p99 ms", "/predict req/s", "/predict p50 ms", "/predict p99 ms",
                              "/predict ÷ /healthz", "errors"], rows)
+            if s.get("v2"):
+                lines += _table(["concurrency", "/v2 image_bytes req/s", "p50 ms", "p99 ms", "÷ /predict req/s", "errors"],
+                                [[int(c), r.get("requests_per_s"), r.get("latency_ms", {}).get("p50"), r.get("latency_ms", {}).get("p99"),
+                                  s.get("v2_over_predict", {}).get(c), r.get("non_2xx_or_errors")] for c, r in s["v2"].items()])
             pb = s["predict_batch"]
             lines += _table([f"batch of {pb['batch']}: concurrency", "requests/s", "images/s", "p50 ms", "p99 ms", "errors"],
                             [[int(c), r.get("requests_per_s"), r.get("images_per_s"), r.get("latency_ms", {}).get("p50"),
                               r.get("latency_ms", {}).get("p99"), r.get("non_2xx_or_errors")] for c, r in pb["by_concurrency"].items()])
+            vb = s.get("v2_batch")
+            if vb:
+                lines += _table([f"/v2 batch of {vb['batch']}: concurrency", "requests/s", "images/s", "÷ /predict", "p99 ms", "errors"],
+                                [[int(c), r.get("requests_per_s"), r.get("images_per_s"), vb["v2_over_predict"].get(c),
+                                  r.get("latency_ms", {}).get("p99"), r.get("non_2xx_or_errors")] for c, r in vb["by_concurrency"].items()])
             sc = s.get("slow_clients")
             if sc:
                 lines += [f"With {sc.get('slow_clients')} slow clients trickling their bodies: /predict at concurrency 8 "

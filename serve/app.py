@@ -1,31 +1,28 @@
 """The Flask app factory: `gunicorn 'serve.app:create_app()'`.
 
-preprocess -> inference -> postprocess are separate steps; the model is loaded in create_app,
-which gunicorn calls in each worker after fork (never at import, never with --preload).
+/predict and /read are codecs over the classification core (serve/classifier.py), as /v2 is
+(serve/kserve.py). The model is loaded in create_app, which gunicorn calls in each worker after
+fork (never at import, never with --preload).
 """
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import re
 import time
 import uuid
 
-import numpy as np
 from flask import Flask, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
-from PIL import Image
 from werkzeug.exceptions import HTTPException
 
-from serve import logs, rejection
+from serve import logs
+from serve.classifier import Classifier
 from serve.config import ServeConfig
-from serve.errors import ApiError, BadRequest, NotReady
+from serve.errors import ApiError, BadRequest, Internal, from_http
 from serve.inputs import read_images
 from serve.kserve import bp as kserve_blueprint
 from serve.metrics import Metrics
 from serve.openapi import openapi_document
-from serve.preprocess import prepare, read
 from serve.reading import reading
 from serve.service import ModelService
 from serve.web import bp as web_page
@@ -56,8 +53,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=cfg.max_upload_bytes, MAX_FORM_PARTS=cfg.max_form_parts, JSON_SORT_KEYS=False)
     metrics = Metrics()
     service = ModelService(cfg, metrics)
+    core = Classifier(service, cfg, metrics)
     app.extensions["digits"] = service
     app.extensions["digits.metrics"] = metrics
+    app.extensions["digits.classifier"] = core  # what the /v2 blueprint classifies with
     app.register_blueprint(web_page)  # GET /: the page to draw or upload a digit
 
     @app.before_request
@@ -85,19 +84,20 @@ def create_app(config: dict | None = None) -> Flask:
                                    "model_version": service.manifest["version"] if service.manifest else None})
         return response
 
+    # The one error handler of this protocol shape, {"error": {"code", "message"}}; the status is
+    # serve/errors.py's, the same on every route (/v2 writes the same faults in its own shape).
     @app.errorhandler(ApiError)
     def api_error(e: ApiError):
         return jsonify(e.body()), e.status, e.headers()
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):
-        code = re.sub(r"[^a-z]+", "_", (e.name or "error").lower()).strip("_")
-        return jsonify({"error": {"code": code, "message": e.description or e.name}}), e.code
+        return api_error(from_http(e))
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception):
         log.exception("unhandled error", extra={"request_id": g.get("request_id")})
-        return jsonify({"error": {"code": "internal", "message": "internal server error"}}), 500
+        return api_error(Internal("internal server error"))
 
     @app.get("/healthz")
     def healthz():
@@ -105,67 +105,44 @@ def create_app(config: dict | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz():
-        if not service.ready:
+        if not core.ready:
             return jsonify({"status": "not ready", "error": {"code": "not_ready", "message": service.error},
                             **service.status()}), 503
         return jsonify({"status": "ready", "model": service.identity, **service.status()})
 
     @app.get("/v1/models")
     def models():
-        if not service.ready:
-            return api_error(_not_ready(service))
-        m = service.manifest
+        m = core.manifest()
         return jsonify({"models": [{
             **service.identity, "created": m["created"], "format": m["format"], "input": m["input"],
             "output": m["output"], "labels": m["labels"], "preprocessing": m["preprocessing"], "metrics": m["metrics"],
             "paddle_version": m["paddle_version"], **service.status(),
         }]})
 
-    def infer(inputs) -> np.ndarray:
-        """Probabilities for the prepared inputs of one request (/predict's images, /read's digits), timed."""
-        t = time.perf_counter()
-        probs = service.probabilities(np.stack([x.tensor for x in inputs]))
-        metrics.inference.observe(time.perf_counter() - t)
-        metrics.batch_size.observe(len(inputs))
-        metrics.images.inc(len(inputs))
-        return probs
-
     def debug_requested() -> bool:
         return request.args.get("debug", "").lower() in ("1", "true", "yes")
 
+    # /predict and /read: codecs over the classification core (serve/classifier.py).
     @app.post("/predict")
     def predict():
-        if not service.ready:
-            raise _not_ready(service)
-        images, batch = read_images(request, cfg.max_batch)
-        prepared = []
-        for i, data in enumerate(images):
-            try:
-                prepared.append(prepare(data, service.spec, service.limits))
-            except ApiError as e:
-                if batch:
-                    e.message = f"images[{i}]: {e.message}"
-                raise
-        probs = infer(prepared)
+        core.manifest()  # not ready: 503 before the body is read
+        images, batch = read_images(request)
         debug = debug_requested()
-        results = [describe(p, service, cfg, prep.image if debug else None) for p, prep in zip(probs, prepared)]
+        results = [core.describe(p, debug) for p in core.classify(images, "images" if batch else None)]
         if batch:
-            return jsonify({"predictions": results, "model": service.identity})
+            return jsonify({"predictions": results, "model": core.identity})
         return jsonify(results[0])
 
     @app.post("/read")
     def read_number():
         """Every digit on one picture, in reading order: a number, a meter reading, a page."""
-        if not service.ready:
-            raise _not_ready(service)
-        images, batch = read_images(request, 1)
-        if batch:
+        core.manifest()
+        images, batch = read_images(request)
+        if batch or len(images) != 1:
             raise BadRequest("/read takes one picture, in field 'image'")
-        found = read(images[0], service.spec, service.limits, cfg.max_digits)
-        probs = infer(found)
+        predictions, found = core.read(images[0])
         debug = debug_requested()
-        return jsonify(reading([describe(p, service, cfg, d.image if debug else None) for p, d in zip(probs, found)],
-                               found, service.identity))
+        return jsonify(reading([core.describe(p, debug) for p in predictions], found, core.identity))
 
     @app.get("/metrics")
     def prometheus():
@@ -179,32 +156,3 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(kserve_blueprint)  # the Open Inference Protocol under /v2
     return app
 
-
-def _not_ready(service: ModelService) -> NotReady:
-    return NotReady(f"model not loaded: {service.error}")
-
-
-def describe(probs: np.ndarray, service: ModelService, cfg: ServeConfig, image: np.ndarray | None = None) -> dict:
-    """One prediction as the API returns it.
-
-    `uncertain` and `not_a_digit` follow serve/rejection.py; a non-digit answers `"digit": null`,
-    and top_k still shows the closest digits.
-    """
-    labels = service.manifest["labels"]
-    order = np.argsort(-probs, kind="stable")
-    best = int(order[0])
-    uncertain, not_a_digit = rejection.flags(float(probs[best]), service.manifest, cfg.uncertain_below)
-    out = {
-        "digit": None if not_a_digit else int(labels[best]),
-        "confidence": float(probs[best]),
-        "probabilities": [float(p) for p in probs],
-        "top_k": [{"digit": int(labels[i]), "probability": float(probs[i])} for i in order[: cfg.top_k]],
-        "uncertain": uncertain,
-        "not_a_digit": not_a_digit,
-        "model": service.identity,
-    }
-    if image is not None:
-        buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format="PNG")
-        out["input_image"] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    return out

@@ -14,8 +14,9 @@ from serve.preprocess import MEDIA_TYPES
 _DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
 
 
-def read_images(request: Request, max_batch: int) -> tuple[list[bytes], bool]:
-    """Return (images, is_batch). Declared file types are ignored: the bytes are sniffed later."""
+def read_images(request: Request) -> tuple[list[bytes], bool]:
+    """Return (images, is_batch). Declared file types are ignored: the bytes are sniffed later; how
+    many images a request may hold is the classification core's limit (serve/classifier.py)."""
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
         one, many = request.files.getlist("image"), request.files.getlist("images")
@@ -35,8 +36,6 @@ def read_images(request: Request, max_batch: int) -> tuple[list[bytes], bool]:
         raise BadRequest("no Content-Type: send multipart/form-data, an image/* body, or application/json")
     else:
         raise UnsupportedType(f"unsupported Content-Type {mimetype}: send multipart/form-data, image/png, image/jpeg or application/json")
-    if len(images) > max_batch:
-        raise TooLarge(f"{len(images)} images in one request; the limit is {max_batch}")
     return images, batch
 
 
@@ -72,16 +71,17 @@ def _from_json(body) -> tuple[list[bytes], bool]:
     if not isinstance(body, dict):
         raise BadRequest('body must be a JSON object: {"image": "<base64>"} or {"images": ["<base64>", ...]}')
     if "image" in body:
-        return [_b64(body["image"], "image")], False
+        return [b64_image(body["image"], "image")], False
     if "images" in body:
         items = body["images"]
         if not isinstance(items, list) or not items:
             raise BadRequest("'images' must be a non-empty list of base64 strings")
-        return [_b64(item, f"images[{i}]") for i, item in enumerate(items)], True
+        return [b64_image(item, f"images[{i}]") for i, item in enumerate(items)], True
     raise BadRequest(f"JSON body has no 'image' or 'images' key (got: {', '.join(map(str, body)) or 'nothing'})")
 
 
-def _b64(value, where: str) -> bytes:
+def b64_image(value, where: str) -> bytes:
+    """An image file sent in JSON: base64, or a data: URL (canvas.toDataURL()); /predict, /read and /v2."""
     if not isinstance(value, str):
         raise BadRequest(f"{where} must be a base64 string")
     try:

@@ -24,9 +24,12 @@ class Metrics:
                                 ["route", "method", "status"], registry=reg)
         self.latency = Histogram("digits_http_request_duration_seconds", "Request latency by route",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=reg)
-        self.inference = Histogram("digits_inference_seconds", "Model inference time per batch",
+        # Per inference call: the dynamic batcher runs several requests' images in one call.
+        self.inference = Histogram("digits_inference_seconds", "Model inference time per inference call",
                                    buckets=LATENCY_BUCKETS, registry=reg)
-        self.batch_size = Histogram("digits_batch_size", "Images per inference batch", buckets=BATCH_BUCKETS, registry=reg)
+        self.inference_batch = Histogram("digits_inference_batch_size", "Images per inference call (several "
+                                         "requests' images when batched)", buckets=BATCH_BUCKETS, registry=reg)
+        self.batch_size = Histogram("digits_batch_size", "Images per request", buckets=BATCH_BUCKETS, registry=reg)
         self.images = Counter("digits_images_total", "Images classified", registry=reg)
         # Model versions (serve/service.py). The gauge is 1 per worker serving a version, summed over the
         # live workers: {version="2"} 2 means both workers serve version 2; during a rollout both series show.
@@ -36,6 +39,11 @@ class Metrics:
                                      "switched, unchanged, failed (the served version stays)", ["outcome"], registry=reg)
         self.model_refused = Counter("digits_model_refused_total", "Model version folders refused (checksum, "
                                      "load or warm-up), by version, counted once per worker", ["version"], registry=reg)
+
+    def inference_call(self, images: int, seconds: float) -> None:
+        """One run of the model (serve/batcher.py calls it from the inference thread)."""
+        self.inference.observe(seconds)
+        self.inference_batch.observe(images)
 
     def exposition(self) -> tuple[bytes, str]:
         if self.multiprocess:

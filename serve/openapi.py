@@ -138,10 +138,14 @@ def _v2_paths(cfg: ServeConfig, served: dict) -> dict:
                         "schema": {"type": "integer"}, "description": "with binary outputs: length of the JSON part"}},
                     "content": {"application/json": {"schema": V2_INFER_RESPONSE},
                                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-            "400": _v2_error("Malformed request, wrong input name, datatype or shape, or an image that cannot be used"),
+            "400": _v2_error("Malformed request, wrong input name, datatype or shape, or an image that cannot be decoded"),
             "404": _v2_error("Unknown model or version"),
-            "413": _v2_error(f"Body, or body after decompression, over {cfg.max_upload_bytes} bytes"),
-            "503": _v2_error("Model not loaded"),
+            "413": _v2_error(f"Body, or body after decompression, over {cfg.max_upload_bytes} bytes, an image over "
+                             f"{cfg.max_pixels} pixels, or more than {cfg.max_batch} images"),
+            # image_bytes: the same faults, with the same statuses, as /predict (serve/errors.py)
+            "415": _v2_error("An image_bytes element that is not PNG or JPEG (checked by content, before decoding)"),
+            "422": _v2_error("An image_bytes element with no digit, or several digits side by side"),
+            "503": _v2_error("Model not loaded, or overloaded (with Retry-After)"),
         }}}
     return {
         "/v2": {"get": {"summary": "Server metadata", "responses": {"200": _json("$metadata_server_response", {

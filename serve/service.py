@@ -17,6 +17,7 @@ import select
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from serve.batcher import Batcher
 from serve.config import ServeConfig
 from serve.errors import NotReady
 from serve.model_store import Candidates, ModelError, candidates, check_version, fingerprint, load_manifest, versions
-from serve.preprocess import Limits, Spec
+from serve.preprocess import Spec
 
 log = logging.getLogger("serve")
 _LOAD_ERRORS = (ModelError, OSError, ValueError, KeyError, RuntimeError)
@@ -33,8 +34,11 @@ _LOAD_ERRORS = (ModelError, OSError, ValueError, KeyError, RuntimeError)
 class LoadedModel:
     """One verified, warmed-up version: its manifest, its preprocessing spec and its predictors."""
 
-    def __init__(self, folder: Path, manifest: dict, spec: Spec, base, config: ServeConfig):
+    def __init__(self, folder: Path, manifest: dict, spec: Spec, base, config: ServeConfig,
+                 on_batch: Callable[[int, float], None] | None = None):
+        """on_batch(images, seconds): after each inference call (metrics)."""
         self.folder, self.manifest, self.spec = folder, manifest, spec
+        self._on_batch = on_batch
         self.identity = {"name": manifest["name"], "version": manifest["version"]}
         self._base, self._base_taken = base, False
         self._local = threading.local()
@@ -43,7 +47,7 @@ class LoadedModel:
         # predictor() from its own thread, so it takes the warmed-up predictor and nobody shares it.
         self.batcher = Batcher(lambda batch: self.predictor()(batch), max_batch_size=config.max_batch_size,
                                max_delay_us=config.max_queue_delay_us,
-                               max_queue_images=config.max_queue_images) if config.batching else None
+                               max_queue_images=config.max_queue_images, on_batch=on_batch) if config.batching else None
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Through the batcher while this version serves; once it is retired (closed), the few requests
@@ -53,7 +57,11 @@ class LoadedModel:
                 return self.batcher(batch)
             except NotReady:
                 pass
-        return self.predictor()(batch)
+        t = time.perf_counter()
+        out = self.predictor()(batch)
+        if self._on_batch is not None:
+            self._on_batch(len(batch), time.perf_counter() - t)
+        return out
 
     def retire(self) -> None:
         """No new request reaches this version: end its inference thread once its queue is served."""
@@ -96,7 +104,6 @@ class ModelService:
 
     def __init__(self, config: ServeConfig, metrics=None):
         self.config = config
-        self.limits = Limits(max_pixels=config.max_pixels)
         self.metrics = metrics
         self.error: str | None = None  # why the last reload served nothing new, when it failed
         self.last_reload: dict | None = None
@@ -207,7 +214,8 @@ class ModelService:
 
         base = load_predictor(folder, manifest, self.config)
         warm_up(base, manifest)
-        return LoadedModel(folder, manifest, spec, base, self.config)
+        return LoadedModel(folder, manifest, spec, base, self.config,
+                           on_batch=self.metrics.inference_call if self.metrics is not None else None)
 
     def _swap(self, new: LoadedModel, old: LoadedModel | None, load_ms: float) -> None:
         self._current = new  # one reference assignment: each request sees either version, whole

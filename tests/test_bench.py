@@ -31,7 +31,8 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, committed_model):
     if "skipped" not in http:  # wrk could not be installed here: the rest still ran
         (server,) = http["servers"]
         assert "error" not in server, server
-        runs = [*server["healthz"].values(), *server["predict"].values(), *server["predict_batch"]["by_concurrency"].values()]
+        runs = [*server["healthz"].values(), *server["predict"].values(), *server["predict_batch"]["by_concurrency"].values(),
+                *server["v2"].values(), *server["v2_batch"]["by_concurrency"].values()]
         assert all(r["responses"] > 0 and r["non_2xx_or_errors"] == 0 for r in runs), runs
         assert server["memory"]["workers_unchanged"]
         assert result["targets"] and {"target", "measured", "met"} <= set(result["targets"][0])

@@ -54,5 +54,9 @@ def test_concurrent_requests_under_two_workers_and_two_threads(mnist_dir, commit
         assert metric(text, "digits_images_total") == expected_images
         assert metric(text, 'digits_http_requests_total{method="POST",route="/predict",status="200"}') == len(uploads)
         assert metric(text, "digits_batch_size_count") == len(uploads)
+        # Per inference call: concurrent requests' images may share one call, every image is run once.
+        calls = metric(text, "digits_inference_batch_size_count")
+        assert metric(text, "digits_inference_batch_size_sum") == expected_images and 1 <= calls <= len(uploads)
+        assert metric(text, "digits_inference_seconds_count") == calls
     log = (tmp_path / "server.log").read_text()
     assert log.count('"message": "model ready"') == 2, "one predictor per worker, created after fork"

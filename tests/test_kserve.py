@@ -183,8 +183,8 @@ def test_bad_inputs_are_protocol_errors(triton, manifest, uploads):
     expect_error(400, triton.infer, name, both)
     nan = fp32_input(manifest, np.full_like(good, np.nan))
     assert "finite" in expect_error(400, triton.infer, name, [nan])
-    not_an_image = bytes_input([b"GIF89a not a digit", uploads[0]])
-    assert "image_bytes" in expect_error(400, triton.infer, name, [not_an_image])
+    not_an_image = bytes_input([b"GIF89a not a digit", uploads[0]])  # 415, as /predict answers a GIF
+    assert "image_bytes'[0]" in expect_error(415, triton.infer, name, [not_an_image])
     unknown_output = httpclient.InferRequestedOutput("logits")
     assert "logits" in expect_error(400, triton.infer, name, [fp32_input(manifest, good)], outputs=[unknown_output])
 

@@ -5,6 +5,7 @@
 --                                                 gets a fresh random one instead, as browsers and HTTP
 --                                                 libraries send (a server may pay per new boundary)
 --   BENCH_PER_THREAD=<n>                          stop each thread after n responses (0: no cap)
+--   BENCH_HEADER="<name>: <value>"                one more request header (/v2's Inference-Header-Content-Length)
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec_t;
@@ -32,6 +33,9 @@ function init(args)
     wrk.body = f:read("*a")
     f:close()
     wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")
+    local extra = os.getenv("BENCH_HEADER") or ""
+    local name, value = string.match(extra, "^([^:]+):%s*(.*)$")
+    if name then wrk.headers[name] = value end
     local token = os.getenv("BENCH_BOUNDARY") or ""
     if token ~= "" then
       -- Split the body at the boundary once; request() joins the pieces with a new boundary.
