@@ -127,12 +127,13 @@ def memory(pids: list[int]) -> dict:
 
 
 def wrk(url: str, *, connections: int, duration_s: float, max_requests: int, body: Path | None = None,
-        threads: int = 1, random_boundary: bool = True) -> dict:
-    """One wrk run, bounded by time and by a cap on responses; requests/s over the active time."""
+        threads: int = 1, random_boundary: bool = True, content_type: str | None = None) -> dict:
+    """One wrk run, bounded by time and by a cap on responses; requests/s over the active time.
+    The body is multipart/form-data unless content_type names another (e.g. image/png: a raw upload)."""
     threads = max(1, min(threads, connections))
     env = {**os.environ, "BENCH_PER_THREAD": str(max(1, -(-max_requests // threads))) if max_requests else "0",
-           "BENCH_BODY": str(body) if body else "", "BENCH_CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
-           "BENCH_BOUNDARY": BOUNDARY if body and random_boundary else ""}
+           "BENCH_BODY": str(body) if body else "", "BENCH_CONTENT_TYPE": content_type or f"multipart/form-data; boundary={BOUNDARY}",
+           "BENCH_BOUNDARY": BOUNDARY if body and random_boundary and not content_type else ""}
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "10s",
            "-s", str(WRK_SCRIPT), url]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
