@@ -100,10 +100,12 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default: 5)")
     p.add_argument("--max-requests", type=int, default=50000, help="cap on responses per wrk run")
-    p.add_argument("--warmup", type=int, default=500, help="requests to each server before measuring")
+    p.add_argument("--warmup", type=int, default=5000,
+                   help="requests to each server before measuring, at most 15 s each (default: 5000; TorchServe's JIT warms up slowly)")
     p.add_argument("--workers", type=int, default=2, help="TorchServe workers (default: 2)")
     p.add_argument("--omp-threads", type=int, default=1, help="OMP_NUM_THREADS for TorchServe (default: 1)")
     p.add_argument("--limit-train", type=int, default=0, help="train on N images only (smoke runs; 0: one whole epoch)")
+    p.add_argument("--mar", help="serve this mnist.mar from an earlier run instead of training again (its JSON says how it was trained)")
     p.add_argument("--log-dir", help="keep both servers' logs here (default: a temporary folder)")
     args = p.parse_args(argv)
     venv = Path(args.venv).resolve()
@@ -119,8 +121,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-torchserve-") as tmp:
         work = Path(args.log_dir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        print("bench.torchserve: training the example's net for one epoch and archiving it ...", flush=True)
-        result["prepare"] = prepare(venv, work / "store", args.limit_train)
+        if args.mar:
+            (work / "store").mkdir(exist_ok=True)
+            shutil.copy(args.mar, work / "store" / "mnist.mar")
+            result["prepare"] = {"mar": args.mar, "reused": True, "train_images": None, "test_accuracy": None}
+        else:
+            print("bench.torchserve: training the example's net for one epoch and archiving it ...", flush=True)
+            result["prepare"] = prepare(venv, work / "store", args.limit_train)
         png = upload_png("mnist_png")
         body = work / "digit.png"
         body.write_bytes(png)
@@ -139,7 +146,7 @@ def main(argv=None) -> int:
             # Both must answer the picture (not an error page fast): their digits go into the result.
             result["answers"] = {name: answered_digit(answer(u[0], png)) for name, u in urls.items()}
             for name, u in urls.items():
-                wrk(u[0], connections=8, duration_s=10, max_requests=args.warmup, body=body, content_type="image/png")
+                wrk(u[0], connections=8, duration_s=15, max_requests=args.warmup, body=body, content_type="image/png")
             rounds = []
             for i in range(args.rounds):
                 print(f"bench.torchserve: round {i + 1} of {args.rounds}", flush=True)

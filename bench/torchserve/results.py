@@ -57,6 +57,12 @@ def _fmt(x, unit=""):
     return "–" if x is None else f"{x:,.0f}{unit}" if abs(x) >= 100 else f"{x:g}{unit}"
 
 
+def _trained(prep: dict) -> str:
+    if prep.get("reused"):
+        return f"the archive {prep['mar']} from an earlier run"
+    return f"the net trained here for one epoch of {prep['train_images']:,} images (test accuracy {prep['test_accuracy']})"
+
+
 def markdown(result: dict) -> str:
     s, m = result["summary"], result["machine"]
     lines = [f"# TorchServe's MNIST example against this server ({result['started']})", "",
@@ -65,8 +71,7 @@ def markdown(result: dict) -> str:
              f"Same {result['png_bytes']}-byte 28x28 PNG as an image/png body to both; {result['rounds']} interleaved rounds of "
              f"{result['duration_s']:g} s per setting, medians. TorchServe {result['torchserve']['version']}: "
              f"{result['torchserve']['workers']} workers, OMP_NUM_THREADS={result['torchserve']['omp_num_threads']}, "
-             f"the net trained here for one epoch of {result['prepare']['train_images']:,} images (test accuracy "
-             f"{result['prepare']['test_accuracy']}). Ours: `make serve` defaults, the committed model. "
+             f"{_trained(result['prepare'])}. Ours: `make serve` defaults, the committed model. "
              f"Digit answered: ours {result['answers']['ours']}, TorchServe {result['answers']['torchserve']}.", "",
              "| concurrency | ours req/s | TorchServe req/s | ours ÷ TorchServe | ours p50 / p99 | TorchServe p50 / p99 | errors ours / TS |",
              "|---|---|---|---|---|---|---|"]
