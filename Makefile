@@ -25,7 +25,7 @@ PYTEST_ARGS ?=
 PIDFILE ?= $(or $(XDG_RUNTIME_DIR),/tmp)/digits-serve-$(PORT).pid
 MODEL_DIR ?= models
 
-.PHONY: help venv chromium fonts train experiments export serve reload pin unpin test soak bench container-test clean
+.PHONY: help venv chromium fonts train experiments export serve reload pin unpin test soak wrk bench java17 bench-torchserve container-test clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
@@ -38,6 +38,7 @@ help:
 	@echo "make export   - publish the newest run's best checkpoint into models/ (EXPORT_ARGS=...)"
 	@echo "make container-test - lint the Dockerfile, build the image with podman, run docker-compose.yml, prove it serves"
 	@echo "make bench    - measure training, model, preprocessing and HTTP speed into bench-results/ (QUICK=1: smoke run)"
+	@echo "make bench-torchserve - TorchServe's MNIST example against this server, same PNG, one run (own venv + Java 17; 5-10 min)"
 
 $(VENV)/.installed: requirements.txt requirements-train.txt requirements-dev.txt requirements-onnx.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -129,11 +130,31 @@ BENCH_OUT ?= bench-results
 BENCH_ARGS ?=
 QUICK ?=
 
-bench: venv
+wrk:
 	@command -v wrk >/dev/null 2>&1 || { echo "bench: installing wrk"; \
 	  $(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq >/dev/null 2>&1 && \
 	  $(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1; } || echo "bench: could not install wrk; the HTTP section is skipped" >&2; }
+
+bench: venv wrk
 	$(BIN)/python -m bench $(if $(QUICK),--quick) --out $(BENCH_OUT) $(BENCH_ARGS)
+
+# A peer side by side (optional, heavy, never part of `make test`): TorchServe 0.12 and torch in their own
+# venv, Java 17 from Debian when no Java 17+ is on the PATH. TORCHSERVE_ARGS passes options (--rounds, --duration ...).
+TORCHSERVE_VENV ?= .venv-torchserve
+TORCHSERVE_ARGS ?=
+
+$(TORCHSERVE_VENV)/.installed: requirements-torchserve.txt constraints.txt
+	test -x $(TORCHSERVE_VENV)/bin/python || $(PYTHON) -m venv $(TORCHSERVE_VENV)
+	$(TORCHSERVE_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-torchserve.txt -c constraints.txt
+	touch $@
+
+java17:
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { echo "bench-torchserve: installing Java 17"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }; }
+
+bench-torchserve: venv wrk java17 $(TORCHSERVE_VENV)/.installed
+	$(BIN)/python -m bench.torchserve --venv $(TORCHSERVE_VENV) --out $(BENCH_OUT) $(TORCHSERVE_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

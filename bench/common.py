@@ -40,12 +40,17 @@ def time_calls(fn, *, warmup: int, runs: int, budget_s: float) -> list[float]:
     return out
 
 
+def mnist_dir() -> str:
+    """Where the bench reads MNIST: $MNIST_DIR, else the shared copy beside the checkout."""
+    return os.environ.get("MNIST_DIR") or str(REPO.parent / "shared" / "data" / "mnist")
+
+
 def digits(n: int, seed: int = 0) -> np.ndarray:
     """n MNIST test digits (uint8 [n, 28, 28]); random blobs when the MNIST files are not at hand."""
     from train.mnist import load_split, resolve_data_dir
 
     try:
-        images = load_split(resolve_data_dir(os.environ.get("MNIST_DIR") or str(REPO.parent / "shared" / "data" / "mnist")), "test").images
+        images = load_split(resolve_data_dir(mnist_dir()), "test").images
         return images[np.random.default_rng(seed).choice(len(images), n, replace=False)]
     except Exception:  # noqa: BLE001 - any failure to read MNIST: the bench still runs on stand-ins
         rng = np.random.default_rng(seed)
@@ -74,6 +79,20 @@ def machine() -> dict:
         mem_gb = None
     return {"host": platform.node(), "cpu": cpu, "cpu_vendor": cpu_vendor(), "cores": os.cpu_count(), "memory_gb": mem_gb,
             "os": platform.platform(), "python": platform.python_version(), "load_avg": list(os.getloadavg())}
+
+
+SIMD_FLAGS = ("sse4_2", "avx", "fma", "f16c", "amx")  # prefixes: avx covers AVX2, AVX-512 and AVX-VNNI
+
+
+def cpu_flags() -> list[str]:
+    """The processor's vector-math flags from /proc/cpuinfo (what oneDNN, MKL and torch pick kernels by)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(SIMD_FLAGS))
+    except OSError:
+        pass
+    return []
 
 
 def cpu_vendor() -> str:

@@ -139,15 +139,18 @@ def v2_body(files: list[bytes]) -> tuple[bytes, int]:
 
 
 def wrk(url: str, *, connections: int, duration_s: float, max_requests: int, body: Path | None = None,
-        threads: int = 1, random_boundary: bool = True, v2_header: int | None = None) -> dict:
+        threads: int = 1, random_boundary: bool = True, v2_header: int | None = None,
+        content_type: str | None = None) -> dict:
     """One wrk run, bounded by time and by a cap on responses; requests/s over the active time.
-    A body is multipart (a fresh boundary per request), or with v2_header a /v2 binary request."""
+    A body is multipart (a fresh boundary per request), or with v2_header a /v2 binary request, or
+    sent as it is under content_type (e.g. image/png: a raw upload)."""
     threads = max(1, min(threads, connections))
     multi = v2_header is None
     env = {**os.environ, "BENCH_PER_THREAD": str(max(1, -(-max_requests // threads))) if max_requests else "0",
            "BENCH_BODY": str(body) if body else "",
-           "BENCH_CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}" if multi else "application/octet-stream",
-           "BENCH_BOUNDARY": BOUNDARY if body and random_boundary and multi else "",
+           "BENCH_CONTENT_TYPE": ("application/octet-stream" if not multi else content_type
+                                  or f"multipart/form-data; boundary={BOUNDARY}"),
+           "BENCH_BOUNDARY": BOUNDARY if body and random_boundary and multi and not content_type else "",
            "BENCH_HEADER": "" if multi else f"Inference-Header-Content-Length: {v2_header}"}
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "10s",
            "-s", str(WRK_SCRIPT), url]
