@@ -31,6 +31,7 @@ _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 WORK_SIZE = 256  # longest side a digit crop is scaled to before fitting: ample for a 20x20 result
 READ_SIZE = 480  # longest side the page is searched at: an 8-digit number keeps ~50 px per digit
+READ_SLACK = 1.3  # a picture up to this much longer is searched as it is: a resize costs more than it saves
 RECUT_BELOW = 40  # a digit shorter than this on the searched copy is cut again from the full picture
 FRAME = 28
 MAX_DIGITS = 64  # digits per picture that /read answers
@@ -244,7 +245,7 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     rather than a column of digits.
     """
     light = 255 - gray if is_dark_on_light(gray) else gray
-    work = shrink(light, READ_SIZE)
+    work = light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
     ink = ink_mask(work)
     segments = segment(ink.mask)
     if not segments:
