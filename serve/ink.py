@@ -152,13 +152,12 @@ def _untangle(lab, xs, ys, tangled, slope, span, sw, stats, squeezed) -> np.ndar
         peaks = [p for p in np.flatnonzero(votes >= span * sw) if votes[p] >= votes[max(0, p - 1) : p + 2].max()]
         if not peaks:
             continue
-        peaks = np.asarray(peaks)
-        nearest = np.argmin(np.abs(offset[:, None] - peaks[None, :]), 1)
-        near = np.abs(offset - peaks[nearest]) <= 3
-        sub_lab.append(nearest[near] + len(owner))
-        sub_x.append(px[near])
-        sub_y.append(py[near])
-        owner.extend([i] * len(peaks))
+        for peak in peaks:  # each peak takes all pixels near it: a stroke's peak beside a line must not thin it
+            near = np.abs(offset - peak) <= 3
+            sub_lab.append(np.full(int(near.sum()), len(owner), np.intp))
+            sub_x.append(px[near])
+            sub_y.append(py[near])
+            owner.append(i)
     if not owner:
         return np.zeros(squeezed.shape, bool)
     curves = _fit_lines(np.concatenate(sub_lab), np.concatenate(sub_x), np.concatenate(sub_y), len(owner), sw,
@@ -279,8 +278,13 @@ def remove_lines(mask: np.ndarray, darkness: np.ndarray, horizontal: np.ndarray,
     if not lines.any():
         return mask
     out = mask & ~lines
-    line_level = float(np.median(darkness[lines]))
-    out |= lines & (darkness > line_level * 1.5 + 8)
+    # Each direction by its own level: a red margin line is far darker than the blue ruling, and
+    # would be "pen darker than the line" against the ruling's level.
+    darker = lines.copy()
+    for direction in (horizontal, vertical):
+        if direction.any():
+            darker &= ~direction | (darkness > float(np.median(darkness[direction])) * 1.5 + 8)
+    out |= darker
     u8 = out.view(np.uint8)
     if horizontal.any():
         t = _thickness(horizontal)

@@ -28,6 +28,8 @@ SHORT = 0.65  # a piece shorter than this fraction of its neighbour is not a dig
 WIDE = 1.4  # a group wider than this many times its height is digits that touch
 PART_HEIGHT = 0.6  # each digit cut from touching digits is at least this fraction of their height
 NEIGHBOURS_WIDE = 1.45  # ... or this many times as wide as the digits beside it
+REMNANT_TALL = 1.8  # a thin upright this many times the median group's height is a line, not a "1"
+REMNANT_THIN = 0.12  # ... when no wider than this fraction of its height
 NECK = 1.2  # a cut between touching digits crosses at most this many stroke widths of ink (+1 px)
 DIGIT_ASPECT = 0.72  # a typical handwritten digit's width over its height
 
@@ -108,6 +110,19 @@ def group(stats: np.ndarray) -> list[tuple[tuple[int, int, int, int], list[int]]
             gbox, members = groups[best]
             groups[best] = (_union(gbox, box), members + [i])
     return groups
+
+
+def drop_line_remnants(groups: list) -> list:
+    """Groups without the pieces of paper line that line removal missed: thin uprights far taller
+    than the other ink (a margin line, a grid line near the edge). Left in, one would also set
+    the height marks are judged by, and every digit beside it would be dropped as a mark."""
+    if len(groups) < 2:
+        return groups
+    heights = np.array([b[3] for b, _ in groups], np.float32)
+    others = [float(np.median(np.delete(heights, i))) for i in range(len(groups))]  # the rest of the ink
+    remnant = [b[3] >= REMNANT_TALL * o and b[2] <= REMNANT_THIN * b[3] for (b, _), o in zip(groups, others)]
+    kept = [g for g, r in zip(groups, remnant) if not r]
+    return kept or groups
 
 
 def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
@@ -218,6 +233,7 @@ def segment(mask: np.ndarray) -> list[Segment]:
     groups = group(stats)
     if not groups:
         return []
+    groups = drop_line_remnants(groups)
     tall = max(b[3] for b, _ in groups)
     groups = [(b, m) for b, m in groups if b[3] >= max(MIN_HEIGHT, MARK_HEIGHT * tall)]  # specks, dots, dashes, ticks
     # A digit's width is best judged against the other digits on its line: two that touch are

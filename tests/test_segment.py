@@ -98,3 +98,14 @@ def test_segments_carry_their_line_and_merge_into_one():
     assert [(s.line, s.box[0]) for s in found] == [(0, 20), (0, 100), (1, 60)]
     one = merge(found)
     assert one.box == (20, 10, 120, 160) and one.mask.sum() == sum(s.mask.sum() for s in found)
+
+
+def test_a_leftover_paper_line_does_not_hide_the_digits_beside_it():
+    """A thin upright across the picture (a margin line that line removal missed) is no digit,
+    and does not make the digits beside it look like marks."""
+    mask = np.zeros((300, 200), bool)
+    block(mask, 10, 0, 3, 300)  # the line
+    ring(mask, 60, 120, 30, 50)  # a "0"
+    block(mask, 120, 120, 6, 50)  # a "1": thin too, but as tall as the digit beside it
+    found = segment(mask)
+    assert [s.box for s in found] == [(60, 120, 30, 50), (120, 120, 6, 50)]
