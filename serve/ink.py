@@ -167,10 +167,12 @@ def _untangle(lab, xs, ys, tangled, slope, span, sw, stats, squeezed) -> np.ndar
 
 def _may_hold_lines(pieces: np.ndarray, span: float, width: int) -> bool:
     """A cheap refusal first (most pictures hold no line): a line tilted up to ~3 degrees keeps
-    its pixels within a band of rows 6% of the width high; no band holding enough: no line."""
+    its pixels within a band of rows 6% of the width high, and there covers `span` of the
+    columns; no band covering that many (a digit's bars are short, however thick): no line."""
     band = max(3, int(0.06 * width))
-    per_row = cv2.reduce(pieces, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel().astype(np.float32)
-    return float(np.convolve(per_row, np.ones(band, np.float32), mode="same").max()) >= span * pieces.shape[1]
+    spread = cv2.dilate(pieces, np.ones((band, 1), np.uint8))  # each row: the columns its band covers
+    per_row = cv2.reduce(spread, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    return int(per_row.max()) >= span * pieces.shape[1]
 
 
 def _fit_lines(lab, xs, ys, n, sw, candidates, span) -> dict:
