@@ -167,12 +167,13 @@ def _untangle(lab, xs, ys, tangled, slope, span, sw, stats, squeezed) -> np.ndar
 
 def _may_hold_lines(pieces: np.ndarray, span: float, width: int) -> bool:
     """A cheap refusal first (most pictures hold no line): a line tilted up to ~3 degrees keeps
-    its pixels within a band of rows 6% of the width high, and there covers `span` of the
+    its pixels within a band of rows 6% of the width high, and there covers most of the
     columns; no band covering that many (a digit's bars are short, however thick): no line."""
     band = max(3, int(0.06 * width))
     spread = cv2.dilate(pieces, np.ones((band, 1), np.uint8))  # each row: the columns its band covers
     per_row = cv2.reduce(spread, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
-    return int(per_row.max()) >= span * pieces.shape[1]
+    # A line found later covers LINE_COVER of its own extent, which is at least `span` of the width.
+    return int(per_row.max()) >= LINE_COVER * span * pieces.shape[1]
 
 
 def _fit_lines(lab, xs, ys, n, sw, candidates, span) -> dict:
