@@ -2,7 +2,7 @@
 split, reading order over several lines."""
 import numpy as np
 
-from serve.segment import group, merge, pieces, segment, split_wide, text_lines
+from serve.segment import cut_path, group, merge, pieces, segment, split_wide, text_lines
 
 
 def block(mask, x, y, w, h):
@@ -109,3 +109,13 @@ def test_a_leftover_paper_line_does_not_hide_the_digits_beside_it():
     block(mask, 120, 120, 6, 50)  # a "1": thin too, but as tall as the digit beside it
     found = segment(mask)
     assert [s.box for s in found] == [(60, 120, 30, 50), (120, 120, 6, 50)]
+
+
+def test_cut_path_goes_round_ink_and_prefers_the_expected_column():
+    mask = np.zeros((30, 20), bool)
+    mask[:15, 8:12] = True  # a stroke down the middle, top half only
+    path, crossed = cut_path(mask, centre=10)
+    assert crossed == 0 and not mask[np.arange(30), path].any(), "round the stroke, not through it"
+    assert (np.abs(np.diff(path)) <= 1).all(), "a pixel sideways per row at most"
+    empty = np.zeros((10, 20), bool)
+    assert (cut_path(empty, centre=13)[0] == 13).all()
