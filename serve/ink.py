@@ -66,7 +66,13 @@ def ink_darkness(light: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ink_threshold(darkness: np.ndarray) -> tuple[float, float]:
-    """(threshold, level): the cut between ink and paper and the darkness of a full stroke.
+    """(threshold, level): the cut between ink and paper and the darkness of a full stroke."""
+    return ink_levels(darkness)[:2]
+
+
+def ink_levels(darkness: np.ndarray) -> tuple[float, float, float]:
+    """(threshold, level, noise): the cut between ink and paper, the darkness of a full stroke,
+    and the darkness paper noise reaches (noise_floor).
 
     The level is the brightest value that survives a 3x3 median (one hot pixel or a JPEG speck is
     not a stroke); NoDigit when it is too close to the paper to be ink.
@@ -76,7 +82,8 @@ def ink_threshold(darkness: np.ndarray) -> tuple[float, float]:
         raise NoDigit("no digit found: the image is blank or has too little contrast")
     # Above JPEG noise and paper grain (their spread, measured on the paper itself), and well below
     # a stroke's core so that faint pen and anti-aliased edges stay ink.
-    return max(0.25 * level, noise_floor(darkness, level), MIN_CONTRAST * 0.5), level
+    noise = noise_floor(darkness, level)
+    return max(0.25 * level, noise, MIN_CONTRAST * 0.5), level, noise
 
 
 def noise_floor(darkness: np.ndarray, level: float) -> float:
@@ -311,13 +318,13 @@ def _thickness(horizontal: np.ndarray) -> int:
 def ink_mask(light: np.ndarray) -> Ink:
     """A light-ink picture -> the ink found on it, without paper lines, shading or noise."""
     darkness, paper = ink_darkness(light)
-    threshold, level = ink_threshold(darkness)
+    threshold, level, noise = ink_levels(darkness)
     mask = darkness > threshold
     if cv2.countNonZero(mask.view(np.uint8)) > MAX_INK_FRACTION * mask.size:
         raise NoDigit("no digit found: the picture is covered in texture, not handwriting")
     # Paper lines are often fainter than the pen, broken into dashes by the ink threshold: they are
     # searched on a fainter cut, where they are whole, then widened by a pixel to take their edges.
-    horizontal, vertical = find_lines(darkness > max(noise_floor(darkness, level), LINE_CUT * level))
+    horizontal, vertical = find_lines(darkness > max(noise, LINE_CUT * level))
     lines = horizontal | vertical
     if lines.any():
         horizontal = cv2.dilate(horizontal.view(np.uint8), np.ones((3, 1), np.uint8)) > 0
