@@ -4,9 +4,11 @@ Seeded and made on the fly (never stored): picture `i` of a kind comes from seed
 seed range is a fixed set of pictures. Tuning used seeds 0..1999; the README's figures come from
 REPORT_SEED on (a range never looked at while tuning).
 
-    python -m tests.pages --measure --n 1000 [--model models/mnist-cnn/1] [--seed 1000000]
+    python -m tests.pages --measure --n 1000 [--model models/mnist-cnn/2] [--seed 1000000] [--kinds number]
 
-prints, per kind, the figures the README reports, for any model folder.
+prints, per kind, the figures the README reports, for any model folder; for numbers, also where
+the misses come from (merged, split, lost, extra digits, wrong class, order), judged against the
+boxes the generator drew.
 """
 from __future__ import annotations
 

@@ -66,3 +66,21 @@ def test_generators_are_seeded_and_hold_what_they_say(setup):
         assert a.data == b.data and a.text == b.text and a.text.isdigit()
     lengths = {len(picture("number", i, images, labels).text) for i in range(40)}
     assert lengths <= set(range(2, 9)) and len(lengths) >= 5
+
+
+def test_misses_are_sorted_by_where_the_reading_went_wrong():
+    from tests.pages import Picture, misses
+
+    truth = Picture(b"", "123", boxes=((0, 0, 10, 20), (20, 0, 10, 20), (40, 0, 10, 20)))
+    right = [(1, (0, 0, 10, 20), 0), (2, (20, 0, 10, 20), 0), (3, (40, 0, 10, 20), 0)]
+    assert not any(misses(truth, right).values())
+    merged = [(1, (0, 0, 10, 20), 0), (7, (18, 0, 34, 20), 0)]
+    assert misses(truth, merged)["merged"] == 1 and misses(truth, merged)["lost"] == 0
+    split = right[:1] + [(2, (20, 0, 4, 20), 0), (1, (26, 0, 4, 20), 0)] + right[2:]
+    assert misses(truth, split)["split"] == 1
+    lost = right[:2]
+    assert misses(truth, lost)["lost"] == 1
+    wrong = right[:2] + [(8, (40, 0, 10, 20), 0)]
+    assert misses(truth, wrong) == {**dict.fromkeys(misses(truth, wrong), 0), "wrong_class": 1}
+    assert misses(truth, right[::-1])["order"] == 1
+    assert misses(truth, right + [(4, (80, 0, 10, 20), 0)])["extra"] == 1
