@@ -66,7 +66,13 @@ def ink_darkness(light: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ink_threshold(darkness: np.ndarray) -> tuple[float, float]:
-    """(threshold, level): the darkness of a full stroke and the cut between ink and paper.
+    """(threshold, level): the cut between ink and paper and the darkness of a full stroke."""
+    return ink_levels(darkness)[:2]
+
+
+def ink_levels(darkness: np.ndarray) -> tuple[float, float, float]:
+    """(threshold, level, noise): the cut between ink and paper, the darkness of a full stroke,
+    and the darkness paper noise reaches (noise_floor).
 
     The level is the brightest value that survives a 3x3 median (one hot pixel or a JPEG speck is
     not a stroke); NoDigit when it is too close to the paper to be ink.
@@ -76,13 +82,22 @@ def ink_threshold(darkness: np.ndarray) -> tuple[float, float]:
         raise NoDigit("no digit found: the image is blank or has too little contrast")
     # Above JPEG noise and paper grain (their spread, measured on the paper itself), and well below
     # a stroke's core so that faint pen and anti-aliased edges stay ink.
-    return max(0.25 * level, noise_floor(darkness, level), MIN_CONTRAST * 0.5), level
+    noise = noise_floor(darkness, level)
+    return max(0.25 * level, noise, MIN_CONTRAST * 0.5), level, noise
 
 
 def noise_floor(darkness: np.ndarray, level: float) -> float:
-    """Darkness that JPEG noise and paper grain reach: four times their spread on the paper."""
-    paper = darkness[darkness < level * 0.25]
-    return float(paper.std()) * 4 if paper.size else 0.0
+    """Darkness that JPEG noise and paper grain reach: four times their spread on the paper
+    (the pixels darker than a quarter of a stroke), from the histogram: one pass in C."""
+    hist = cv2.calcHist([darkness], [0], None, [256], [0, 256]).ravel()
+    cut = int(np.ceil(level * 0.25))
+    hist = hist[:cut].astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 0.0
+    values = np.arange(cut, dtype=np.float64)
+    mean = (hist * values).sum() / total
+    return float(np.sqrt(max(0.0, (hist * values**2).sum() / total - mean**2))) * 4
 
 
 def _runs_across(mask: np.ndarray, span: float) -> np.ndarray:
@@ -92,97 +107,165 @@ def _runs_across(mask: np.ndarray, span: float) -> np.ndarray:
     Searched on a copy squeezed along x: a tilt of a few degrees becomes one of a fraction of a
     degree, so a 1-pixel-high opening keeps long runs of it, and runs on neighbouring rows join.
     A digit's stroke touching a line joins it too, so each line is then followed by a curve
-    fitted through its runs, and only the pixels near that curve are the line.
+    through the centres of its columns where it is alone, and only the pixels near that curve
+    are the line. All lines are fitted at once, from per-(line, column) sums: a sheet of squared
+    paper has dozens of lines, and a loop of numpy calls per line cost milliseconds.
     """
     h, w = mask.shape
     sw = max(1, w // LINE_SQUEEZE)
     squeezed = cv2.resize(mask.view(np.uint8) * 255, (sw, h), interpolation=cv2.INTER_AREA) > 64
     seg = max(3, sw // 24)
     pieces = cv2.morphologyEx(squeezed.view(np.uint8), cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (seg, 1)))
-    # Cheap refusal first (most pictures hold no line): a line tilted up to ~3 degrees keeps its
-    # pixels within a band of rows 6% of the width high; no band holding enough means no line.
-    band = max(3, int(0.06 * w))
-    per_row = np.count_nonzero(pieces, axis=1).astype(np.float32)
-    if np.convolve(per_row, np.ones(band, np.float32), mode="same").max() < span * sw:
+    if not _may_hold_lines(pieces, span, w):
         return np.zeros_like(mask)
     # Joined across gaps: where the pen crossed it, a line may be broken for a digit's width.
     joined = cv2.dilate(pieces, np.ones((1, max(seg, sw // 6)), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
-    long_ = [i for i in range(1, n) if stats[i, cv2.CC_STAT_WIDTH] >= span * sw]
-    if not long_:
+    if not (stats[1:, cv2.CC_STAT_WIDTH] >= span * sw).any():
         return np.zeros_like(mask)
     ys, xs = np.nonzero(pieces)
-    owner = labels[ys, xs]
-    cols = np.arange(sw, dtype=np.float32)
-    rows = np.arange(h, dtype=np.float32)[:, None]
-    line_small = np.zeros((h, sw), bool)
+    lab = labels[ys, xs]
+    # The runs themselves (not only the joining) must cross the picture.
+    first = np.full(n, sw, np.intp)
+    last = np.full(n, -1, np.intp)
+    np.minimum.at(first, lab, xs)
+    np.maximum.at(last, lab, xs)
+    candidates = np.flatnonzero(last - first + 1 >= span * sw)
+    curves = _fit_lines(lab, xs, ys, n, sw, candidates, span)
+    line_small = _bands(squeezed, curves, stats)
     # Lines on a sheet are parallel: the slope of those found alone lets lines that a digit joined
-    # into one component be told apart (their points at a common offset from that slope).
-    slopes, tangled = [], []
-    for i in long_:
-        px, py = xs[owner == i].astype(np.float32), ys[owner == i].astype(np.float32)
-        if np.ptp(px) + 1 < span * sw:
-            continue  # long only by the joining: the runs themselves do not cross the picture
-        found = _follow(px, py, cols, rows)
-        if found is None:
-            tangled.append((i, px, py))
-            continue
-        line_small |= _within(found[0], stats[i], seg)
-        slopes.append(found[2])
-    slope = float(np.median(slopes)) if slopes else 0.0
-    for i, px, py in tangled:
-        offset = np.round(py - slope * px).astype(np.intp)
-        offset -= offset.min()
-        votes = np.convolve(np.bincount(offset), np.ones(3), mode="same")
-        for peak in np.flatnonzero(votes >= span * sw):
-            if votes[peak] < votes[max(0, peak - 1) : peak + 2].max():
-                continue  # not the top of its peak
-            near = np.abs(offset - peak) <= 3
-            found = _follow(px[near], py[near], cols, rows)
-            if found is not None:
-                line_small |= _within(found[0], stats[i], seg)
-    line_small &= squeezed
-    line = cv2.resize(line_small.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    # into one component (the fit refused them) be told apart, at a common offset from that slope.
+    tangled = [i for i in candidates if i not in curves]
+    if tangled:
+        slope = float(np.median([c[3] for c in curves.values()])) if curves else 0.0
+        line_small |= _untangle(lab, xs, ys, tangled, slope, span, sw, stats, squeezed)
+    line = cv2.resize(line_small.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
     # Back at full width, a squeezed pixel covers LINE_SQUEEZE pixels: widen by one so the ends are covered.
-    line = cv2.dilate(line.view(np.uint8), np.ones((1, LINE_SQUEEZE + 1), np.uint8)) > 0
+    line = cv2.dilate(line, np.ones((1, LINE_SQUEEZE + 1), np.uint8)) > 0
     return line & mask
 
 
-def _follow(xs: np.ndarray, ys: np.ndarray, cols: np.ndarray, rows: np.ndarray):
-    """(band, near, slope): the band [h, w] around the curve y = f(x) (a gentle quadratic) through the
-    points of one line, and which points lie on it. Fitted twice: the second time without the
-    points far off the first curve (a stroke joined to the line). None when not a thin line."""
-    if xs.size < 8 or np.ptp(xs) < 4:
-        return None
-    # Fitted through the columns where the line is alone (a few pixels thick): where a digit
-    # joins it, a column holds many more, and the digit must not pull the curve.
-    col = xs.astype(np.intp)
-    count = np.bincount(col)
-    keep = count[col] <= LINE_THICK
-    if np.unique(col[keep]).size < 0.25 * np.unique(col).size:
-        return None  # mostly thick: a scribble or a filled shape, not a ruled line
+def _untangle(lab, xs, ys, tangled, slope, span, sw, stats, squeezed) -> np.ndarray:
+    """The lines inside components that join several (a digit touching two lines): their pixels
+    sit at a common offset from the sheet's slope, one peak of offsets per line. Each peak's
+    pixels become a line of their own, and all are fitted together."""
+    sub_lab, sub_x, sub_y, owner = [], [], [], []
+    for i in tangled:
+        sel = lab == i
+        px, py = xs[sel], ys[sel]
+        offset = np.round(py - slope * px).astype(np.intp)
+        offset -= offset.min()
+        votes = np.convolve(np.bincount(offset), np.ones(3), mode="same")
+        peaks = [p for p in np.flatnonzero(votes >= span * sw) if votes[p] >= votes[max(0, p - 1) : p + 2].max()]
+        if not peaks:
+            continue
+        for peak in peaks:  # each peak takes all pixels near it: a stroke's peak beside a line must not thin it
+            near = np.abs(offset - peak) <= 3
+            sub_lab.append(np.full(int(near.sum()), len(owner), np.intp))
+            sub_x.append(px[near])
+            sub_y.append(py[near])
+            owner.append(i)
+    if not owner:
+        return np.zeros(squeezed.shape, bool)
+    curves = _fit_lines(np.concatenate(sub_lab), np.concatenate(sub_x), np.concatenate(sub_y), len(owner), sw,
+                        np.arange(len(owner)), span)
+    return _bands(squeezed, curves, stats[owner])
+
+
+def _may_hold_lines(pieces: np.ndarray, span: float, width: int) -> bool:
+    """A cheap refusal first (most pictures hold no line): a line tilted up to ~3 degrees keeps
+    its pixels within a band of rows 6% of the width high, and there covers most of the
+    columns; no band covering that many (a digit's bars are short, however thick): no line."""
+    band = max(3, int(0.06 * width))
+    spread = cv2.dilate(pieces, np.ones((band, 1), np.uint8))  # each row: the columns its band covers
+    per_row = cv2.reduce(spread, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    # A line found later covers LINE_COVER of its own extent, which is at least `span` of the width.
+    return int(per_row.max()) >= LINE_COVER * span * pieces.shape[1]
+
+
+def _fit_lines(lab, xs, ys, n, sw, candidates, span) -> dict:
+    """{component: (a, b, c, slope, half)}: the curve y = a x^2 + b x + c of each candidate that is
+    a thin line, fitted (least squares, twice: the second time without the columns far off the
+    first curve) through the centres of its columns where it is alone (one short run: where a
+    digit joins the line, a column holds a taller run, or two, and the digit must not pull the
+    curve); half its thickness. Candidates that are not thin lines crossing `span` of the width
+    are left out."""
+    if candidates.size == 0:
+        return {}
+    index = np.full(n, -1, np.intp)  # candidates renumbered 0..k-1: the sums below are [k, sw]
+    index[candidates] = np.arange(candidates.size)
+    lab = index[lab]
+    sel = lab >= 0
+    lab, xs, ys = lab[sel], xs[sel], ys[sel].astype(np.float64)
+    n = candidates.size
+    cell = lab * sw + xs
+    count = np.bincount(cell, minlength=n * sw).reshape(n, sw)
+    ysum = np.bincount(cell, ys, minlength=n * sw).reshape(n, sw)
+    ysq = np.bincount(cell, ys * ys, minlength=n * sw).reshape(n, sw)
+    present = count > 0
+    c = np.maximum(count, 1)
+    centre = ysum / c
+    var = ysq / c - centre**2
+    # One contiguous run of n pixels has a variance of (n^2 - 1) / 12; two runs far more.
+    alone = present & (count <= LINE_THICK) & (var <= (count**2 - 1) / 12 + 0.5)
+    ok = alone.sum(1) >= np.maximum(4, 0.25 * present.sum(1))  # else mostly thick: a scribble, a filled shape
+    x = np.arange(sw, dtype=np.float64) / sw  # scaled: the normal equations stay well conditioned
+    weight = alone & ok[:, None]
     for _ in range(2):
-        coef = np.polyfit(xs[keep], ys[keep], 2 if np.ptp(xs) > 30 else 1)
-        off = np.abs(ys - np.polyval(coef, xs))
-        keep = off <= max(1.5, 2.0 * float(np.median(off[keep])))
-    thickness = np.count_nonzero(keep) / max(1, np.unique(xs[keep]).size)
-    if thickness > LINE_THICK:
-        return None  # a scribble or a filled shape, not a ruled line
+        coef = _weighted_quadratic(x, centre, weight)
+        off = np.abs(centre - (coef[:, :1] * x**2 + coef[:, 1:2] * x + coef[:, 2:]))
+        mean_off = (off * weight).sum(1) / np.maximum(weight.sum(1), 1)
+        weight = weight & (off <= np.maximum(1.0, 2.0 * mean_off)[:, None])
+    thickness = (count * weight).sum(1) / np.maximum(weight.sum(1), 1)
+    curve = coef[:, :1] * x**2 + coef[:, 1:2] * x + coef[:, 2:]
     half = thickness / 2 + 1.0
-    near = np.abs(ys - np.polyval(coef, xs)) <= half + 1.0
-    if np.unique(col[near]).size < LINE_COVER * (np.ptp(col) + 1):
-        return None  # gaps all along: strokes of digits in a row, not one line
-    centre = np.polyval(coef, cols)[None, :]
-    slope = float(np.polyval(np.polyder(coef), float(np.median(xs))))
-    return np.abs(rows - centre) <= half, near, slope
+    near = present & (np.abs(centre - curve) <= half[:, None] + 1.0 + np.sqrt(np.maximum(var, 0)))
+    cols = np.arange(sw)
+    first = np.where(present, cols, sw).min(1)
+    last = np.where(present, cols, -1).max(1)
+    used = weight.sum(1)
+    line = ok & (used >= 3) & (thickness <= LINE_THICK) & (last - first + 1 >= span * sw)
+    # Gaps all along (near the curve in too few of its columns): strokes of digits in a row, not one line.
+    line &= near.sum(1) >= LINE_COVER * (last - first + 1)
+    xm = (weight * x).sum(1) / np.maximum(used, 1)
+    a, b, c0 = coef[:, 0], coef[:, 1], coef[:, 2]
+    slope = (2 * a * xm + b) / sw
+    return {int(candidates[i]): (a[i] / sw**2, b[i] / sw, c0[i], float(slope[i]), float(half[i]))
+            for i in np.flatnonzero(line)}
 
 
-def _within(band: np.ndarray, stat: np.ndarray, margin: int) -> np.ndarray:
-    """The band cut to the columns its component covers (a curve is not extrapolated)."""
-    x0, x1 = stat[cv2.CC_STAT_LEFT], stat[cv2.CC_STAT_LEFT] + stat[cv2.CC_STAT_WIDTH]
-    band[:, : max(0, x0 - margin)] = False
-    band[:, x1 + margin :] = False
-    return band
+def _weighted_quadratic(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """[n, 3] least-squares coefficients (a, b, c) of y = a x^2 + b x + c for each row of `y`, over
+    the columns where `weight` is set; a straight line where too few columns span the fit."""
+    wgt = weight.astype(np.float64)
+    xk = x[:, None] ** np.arange(5)  # [sw, 5]: x^0 .. x^4
+    powers = wgt @ xk
+    rhs = (wgt * y) @ xk[:, [2, 1, 0]]
+    m = np.stack([powers[:, [4, 3, 2]], powers[:, [3, 2, 1]], powers[:, [2, 1, 0]]], 1)
+    m += np.eye(3) * 1e-9
+    # Columns spread over little of the width cannot bend the curve: a straight line there.
+    spread = np.where(weight, x, 2.0).min(1) - np.where(weight, x, -1.0).max(1)
+    m[spread > -30 / max(x.size, 1), 0, 0] += 1e6
+    return np.linalg.solve(m, rhs[..., None])[..., 0]
+
+
+def _bands(squeezed: np.ndarray, curves: dict, stats: np.ndarray) -> np.ndarray:
+    """The pixels of `squeezed` within half a line's thickness of its curve, over the columns its
+    component covers (a curve is not extrapolated)."""
+    out = np.zeros(squeezed.shape, bool)
+    if not curves:
+        return out
+    ys, xs = np.nonzero(squeezed)
+    keys = list(curves)
+    p = np.array([curves[k] for k in keys])  # a, b, c, slope, half
+    x0 = stats[keys, cv2.CC_STAT_LEFT][:, None]
+    x1 = x0 + stats[keys, cv2.CC_STAT_WIDTH][:, None]
+    fx = xs[None, :].astype(np.float64)
+    curve = p[:, :1] * fx**2 + p[:, 1:2] * fx + p[:, 2:3]
+    on = (np.abs(ys[None, :] - curve) <= p[:, 4:5]) & (xs[None, :] >= x0) & (xs[None, :] < x1)
+    hit = on.any(0)
+    out[ys[hit], xs[hit]] = True
+    return out
 
 
 def find_lines(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,8 +288,13 @@ def remove_lines(mask: np.ndarray, darkness: np.ndarray, horizontal: np.ndarray,
     if not lines.any():
         return mask
     out = mask & ~lines
-    line_level = float(np.median(darkness[lines]))
-    out |= lines & (darkness > line_level * 1.5 + 8)
+    # Each direction by its own level: a red margin line is far darker than the blue ruling, and
+    # would be "pen darker than the line" against the ruling's level.
+    darker = lines.copy()
+    for direction in (horizontal, vertical):
+        if direction.any():
+            darker &= ~direction | (darkness > float(np.median(darkness[direction])) * 1.5 + 8)
+    out |= darker
     u8 = out.view(np.uint8)
     if horizontal.any():
         t = _thickness(horizontal)
@@ -230,18 +318,25 @@ def _thickness(horizontal: np.ndarray) -> int:
 def ink_mask(light: np.ndarray) -> Ink:
     """A light-ink picture -> the ink found on it, without paper lines, shading or noise."""
     darkness, paper = ink_darkness(light)
-    threshold, level = ink_threshold(darkness)
+    threshold, level, noise = ink_levels(darkness)
     mask = darkness > threshold
-    if mask.mean() > MAX_INK_FRACTION:
+    if cv2.countNonZero(mask.view(np.uint8)) > MAX_INK_FRACTION * mask.size:
         raise NoDigit("no digit found: the picture is covered in texture, not handwriting")
     # Paper lines are often fainter than the pen, broken into dashes by the ink threshold: they are
     # searched on a fainter cut, where they are whole, then widened by a pixel to take their edges.
-    horizontal, vertical = find_lines(darkness > max(noise_floor(darkness, level), LINE_CUT * level))
-    horizontal = cv2.dilate(horizontal.view(np.uint8), np.ones((3, 1), np.uint8)) > 0
-    vertical = cv2.dilate(vertical.view(np.uint8), np.ones((1, 3), np.uint8)) > 0
-    clean = remove_lines(mask, darkness, horizontal & mask, vertical & mask)
-    # A lone pixel is noise, not ink: a 3x3 opening would also thin real strokes, so only pixels
-    # with no set neighbour go.
-    neighbours = cv2.filter2D(clean.view(np.uint8), -1, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT)
-    clean = clean & (neighbours > 1)
-    return Ink(darkness=darkness, paper=paper, mask=clean, lines=horizontal | vertical, level=level)
+    horizontal, vertical = find_lines(darkness > max(noise, LINE_CUT * level))
+    lines = horizontal | vertical
+    if lines.any():
+        horizontal = cv2.dilate(horizontal.view(np.uint8), np.ones((3, 1), np.uint8)) > 0
+        vertical = cv2.dilate(vertical.view(np.uint8), np.ones((1, 3), np.uint8)) > 0
+        lines = horizontal | vertical
+        mask = remove_lines(mask, darkness, horizontal & mask, vertical & mask)
+    return Ink(darkness=darkness, paper=paper, mask=drop_lone_pixels(mask), lines=lines, level=level)
+
+
+def drop_lone_pixels(mask: np.ndarray) -> np.ndarray:
+    """A pixel with no set neighbour is noise, not ink (a 3x3 opening would also thin real strokes)."""
+    u8 = mask.view(np.uint8)
+    ring = np.ones((3, 3), np.uint8)
+    ring[1, 1] = 0
+    return mask & (cv2.dilate(u8, ring, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0)

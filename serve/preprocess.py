@@ -31,6 +31,7 @@ _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 WORK_SIZE = 256  # longest side a digit crop is scaled to before fitting: ample for a 20x20 result
 READ_SIZE = 480  # longest side the page is searched at: an 8-digit number keeps ~50 px per digit
+READ_SLACK = 1.3  # a picture up to this much longer is searched as it is: a resize costs more than it saves
 RECUT_BELOW = 40  # a digit shorter than this on the searched copy is cut again from the full picture
 FRAME = 28
 MAX_DIGITS = 64  # digits per picture that /read answers
@@ -181,9 +182,8 @@ def fit_box(crop: np.ndarray, box: int) -> np.ndarray:
 def centre_by_mass(digit: np.ndarray, frame: int = FRAME) -> np.ndarray:
     """Place the digit in a frame x frame canvas with its centre of mass at the centre."""
     h, w = digit.shape
-    total = digit.sum()
-    ys, xs = np.indices(digit.shape)
-    cy, cx = ((ys * digit).sum() / total, (xs * digit).sum() / total) if total > 0 else (h / 2, w / 2)
+    m = cv2.moments(digit.astype(np.float32, copy=False))  # one pass in C, not three [h, w] products
+    cy, cx = (m["m01"] / m["m00"], m["m10"] / m["m00"]) if m["m00"] > 0 else (h / 2, w / 2)
     top = int(np.clip(round(frame / 2 - cy - 0.5), 0, frame - h))
     left = int(np.clip(round(frame / 2 - cx - 0.5), 0, frame - w))
     out = np.zeros((frame, frame), np.float32)
@@ -244,7 +244,7 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     rather than a column of digits.
     """
     light = 255 - gray if is_dark_on_light(gray) else gray
-    work = shrink(light, READ_SIZE)
+    work = light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
     ink = ink_mask(work)
     segments = segment(ink.mask)
     if not segments:

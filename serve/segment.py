@@ -7,7 +7,8 @@ speck, a dot, a dash or a tick beside the number are not. So:
   group        pieces stacked above one another (overlapping in x, close in y) form one digit,
                small pieces join the digit they sit on, the rest that is small is dropped;
   text_lines   digits of similar height side by side are one line of text; lines top to bottom;
-  split_wide   a group far wider than a digit is digits that touch, cut where the ink is thinnest.
+  split_wide   a group far wider than a digit is digits that touch, cut along the path that
+               crosses the least ink.
 Boxes are (x, y, w, h) in the mask's pixels.
 """
 from __future__ import annotations
@@ -27,6 +28,9 @@ SHORT = 0.65  # a piece shorter than this fraction of its neighbour is not a dig
 WIDE = 1.4  # a group wider than this many times its height is digits that touch
 PART_HEIGHT = 0.6  # each digit cut from touching digits is at least this fraction of their height
 NEIGHBOURS_WIDE = 1.45  # ... or this many times as wide as the digits beside it
+REMNANT_TALL = 1.8  # a thin upright this many times the median group's height is a line, not a "1"
+REMNANT_THIN = 0.12  # ... when no wider than this fraction of its height
+NECK = 1.2  # a cut between touching digits crosses at most this many stroke widths of ink (+1 px)
 DIGIT_ASPECT = 0.72  # a typical handwritten digit's width over its height
 
 
@@ -108,6 +112,19 @@ def group(stats: np.ndarray) -> list[tuple[tuple[int, int, int, int], list[int]]
     return groups
 
 
+def drop_line_remnants(groups: list) -> list:
+    """Groups without the pieces of paper line that line removal missed: thin uprights far taller
+    than the other ink (a margin line, a grid line near the edge). Left in, one would also set
+    the height marks are judged by, and every digit beside it would be dropped as a mark."""
+    if len(groups) < 2:
+        return groups
+    heights = np.array([b[3] for b, _ in groups], np.float32)
+    others = [float(np.median(np.delete(heights, i))) for i in range(len(groups))]  # the rest of the ink
+    remnant = [b[3] >= REMNANT_TALL * o and b[2] <= REMNANT_THIN * b[3] for (b, _), o in zip(groups, others)]
+    kept = [g for g, r in zip(groups, remnant) if not r]
+    return kept or groups
+
+
 def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     """Indices of boxes by line of text (top to bottom), each line left to right."""
     order = sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2)
@@ -127,34 +144,70 @@ def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     return [sorted(lines[n], key=lambda i: boxes[i][0]) for n in by_top]
 
 
-def split_wide(mask: np.ndarray, height: float, digit_width: float | None = None) -> list[tuple[int, int]]:
-    """Column ranges [(x0, x1)] of the digits in a group's mask: one range when it is one digit;
-    several, cut at the thinnest ink near the expected boundaries, when digits touch.
-    `digit_width`: the typical width of the digits beside it, when there are some."""
+def split_wide(mask: np.ndarray, height: float, digit_width: float | None = None) -> list[np.ndarray]:
+    """The digits in a group's mask, each as a mask of the group's shape: the mask itself when it
+    is one digit; several, cut along the path that crosses the least ink near each expected
+    boundary, when digits touch. `digit_width`: the typical width of the digits beside it, when
+    there are some.
+
+    Touching digits often overlap (a "6" whose loop reaches under the next digit's stroke), so
+    no straight column separates them: the cut is a path from top to bottom that may bend a
+    pixel per row, slipping between the two where they do not touch, crossing ink only where
+    they do. A wide digit (a flat "0", a "2" with a long foot) offers no such path: every way
+    down crosses two strokes or more.
+    """
     h, w = mask.shape
     if digit_width is not None and w > NEIGHBOURS_WIDE * digit_width and w > 0.8 * height:
         k = int(np.clip(round(w / digit_width), 2, 8))
     elif w > WIDE * height:
         k = int(np.clip(round(w / (DIGIT_ASPECT * height)), 2, 8))
     else:
-        return [(0, w)]
-    profile = np.convolve(mask.sum(0).astype(np.float32), np.ones(3, np.float32) / 3, mode="same")
-    # Touching digits meet in a stroke or two: the cut column holds little ink.
-    neck = 1.5 * _stroke_width(mask) + 1
-    cuts, step = [0], w / k
+        return [mask]
+    # Touching digits meet in a stroke or two: the cut crosses little ink.
+    neck = NECK * _stroke_width(mask) + 1
+    left_of = np.zeros(mask.shape, bool)  # pixels left of the last cut
+    parts, step, last = [], w / k, None
     for i in range(1, k):
-        lo, hi = int(i * step - 0.35 * step), int(i * step + 0.35 * step)
-        lo, hi = max(lo, cuts[-1] + 1), min(hi, w - 1)
-        if hi <= lo:
+        lo, hi = int(i * step - 0.4 * step), int(i * step + 0.4 * step)
+        if last is not None:
+            lo = max(lo, int(last.min()) + 1)
+        lo, hi = max(lo, 1), min(hi, w - 1)
+        if hi - lo < 2:
             continue
-        window = profile[lo:hi]
-        # The thinnest column; among equals, the one nearest the expected boundary.
-        if window.min() > neck:
-            return [(0, w)]  # no thin neck where digits would touch: one wide digit (a flat "0")
-        cand = np.flatnonzero(window <= window.min() + 0.5)
-        cuts.append(lo + int(cand[np.argmin(np.abs(cand + lo - i * step))]))
-    cuts.append(w)
-    return list(zip(cuts[:-1], cuts[1:]))
+        path, crossed = cut_path(mask[:, lo:hi], i * step - lo)
+        if crossed > neck:
+            return [mask]  # no thin neck where digits would touch: one wide digit
+        path = path + lo
+        left = np.arange(w)[None, :] < path[:, None]
+        parts.append(mask & left & ~left_of)
+        left_of |= left
+        last = path
+    parts.append(mask & ~left_of)
+    return parts
+
+
+def cut_path(mask: np.ndarray, centre: float) -> tuple[np.ndarray, float]:
+    """(columns, ink): the top-to-bottom path through `mask` that crosses the least ink, moving at
+    most a pixel sideways per row (a column per row), and the ink pixels it crosses. Among equal
+    paths, the one nearest `centre` (where the boundary is expected) wins."""
+    h, w = mask.shape
+    ink = mask.astype(np.float32)
+    # Ink dominates the cost; a small pull to the expected boundary breaks ties.
+    pull = 0.02 * np.abs(np.arange(w, dtype=np.float32) - centre) / max(w, 1)
+    acc = ink[0] + pull
+    came = np.zeros((h, w), np.int8)
+    big = np.float32(1e9)
+    for y in range(1, h):
+        left = np.concatenate(([big], acc[:-1]))
+        right = np.concatenate((acc[1:], [big]))
+        choice = np.argmin(np.stack([left, acc, right]), 0)  # 0: from x-1, 1: from x, 2: from x+1
+        acc = np.choose(choice, [left, acc, right]) + ink[y] + pull
+        came[y] = choice - 1
+    path = np.empty(h, np.intp)
+    path[-1] = int(np.argmin(acc))
+    for y in range(h - 1, 0, -1):
+        path[y - 1] = path[y] + came[y, path[y]]
+    return path, float(ink[np.arange(h), path].sum())
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -180,6 +233,7 @@ def segment(mask: np.ndarray) -> list[Segment]:
     groups = group(stats)
     if not groups:
         return []
+    groups = drop_line_remnants(groups)
     tall = max(b[3] for b, _ in groups)
     groups = [(b, m) for b, m in groups if b[3] >= max(MIN_HEIGHT, MARK_HEIGHT * tall)]  # specks, dots, dashes, ticks
     # A digit's width is best judged against the other digits on its line: two that touch are
@@ -194,7 +248,7 @@ def segment(mask: np.ndarray) -> list[Segment]:
     for n, (box, members) in enumerate(groups):
         x, y, w, h = box
         own = np.isin(labels[y : y + h, x : x + w], members)
-        parts = [_tight(own[:, x0:x1], (x + x0, y, x1 - x0, h)) for x0, x1 in split_wide(own, h, width_of[n])]
+        parts = [_tight(part, box) for part in split_wide(own, h, width_of[n])]
         parts = [p for p in parts if p is not None]
         # Digits that touch are each about as tall as the pair; a wide digit cut in two is not
         # (the bar of a "7" or a "5" cut off its body): keep it whole.

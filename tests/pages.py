@@ -4,9 +4,11 @@ Seeded and made on the fly (never stored): picture `i` of a kind comes from seed
 seed range is a fixed set of pictures. Tuning used seeds 0..1999; the README's figures come from
 REPORT_SEED on (a range never looked at while tuning).
 
-    python -m tests.pages --measure --n 1000 [--model models/mnist-cnn/1] [--seed 1000000]
+    python -m tests.pages --measure --n 1000 [--model models/mnist-cnn/2] [--seed 1000000] [--kinds number]
 
-prints, per kind, the figures the README reports, for any model folder.
+prints, per kind, the figures the README reports, for any model folder; for numbers, also where
+the misses come from (merged, split, lost, extra digits, wrong class, order), judged against the
+boxes the generator drew.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ MARGIN_COLOURS = ((220, 110, 120), (200, 80, 90), (230, 140, 150))
 class Picture:
     data: bytes  # the encoded file
     text: str  # the digits on it, lines separated by "\n"
+    boxes: tuple = ()  # where each digit of `text` is (x, y, w, h in the picture), where recorded
 
 
 def _digit_ink(digit: np.ndarray, height: int) -> np.ndarray:
@@ -74,6 +77,23 @@ def put(sheet: np.ndarray, alpha: np.ndarray, x: int, y: int, pen) -> None:
 
 def photograph(sheet: np.ndarray, rng: np.random.Generator) -> bytes:
     """Tilt, light fall-off, sensor noise, a little blur and JPEG: what a phone makes of the sheet."""
+    return _photograph(sheet, rng)[0]
+
+
+def _turned(boxes, angle: float, w: int, h: int) -> tuple:
+    """Boxes moved as PIL's rotate by `angle` degrees (counter-clockwise, about the centre) moves
+    their centres; a tilt of a few degrees hardly changes their size."""
+    out = []
+    a = np.radians(angle)
+    for x, y, bw, bh in boxes:
+        cx, cy = x + bw / 2 - w / 2, y + bh / 2 - h / 2
+        nx, ny = cx * np.cos(a) + cy * np.sin(a), -cx * np.sin(a) + cy * np.cos(a)
+        out.append((int(round(nx + w / 2 - bw / 2)), int(round(ny + h / 2 - bh / 2)), bw, bh))
+    return tuple(out)
+
+
+def _photograph(sheet: np.ndarray, rng: np.random.Generator) -> tuple[bytes, float]:
+    """(JPEG bytes, tilt in degrees) of photograph()."""
     h, w, _ = sheet.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cx, cy = rng.uniform(0, w), rng.uniform(0, h)
@@ -85,7 +105,7 @@ def photograph(sheet: np.ndarray, rng: np.random.Generator) -> bytes:
     pil = pil.rotate(angle, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=edge)
     buf = io.BytesIO()
     pil.save(buf, "JPEG", quality=int(rng.integers(55, 92)))
-    return buf.getvalue()
+    return buf.getvalue(), angle
 
 
 def _pick(digits: np.ndarray, labels: np.ndarray, rng) -> tuple[np.ndarray, int]:
@@ -129,10 +149,13 @@ def number(digits, labels, rng, kind: str | None = None, length: int | None = No
     sheet = paper(rng, h, w, kind, size)
     pen = PENS[rng.integers(len(PENS))]
     base = pad_y + size // 2
+    boxes = []
     for a, x0 in zip(inks, xs):
         y0 = base + int(size * rng.uniform(-0.1, 0.1)) + (size - a.shape[0]) // 2
         put(sheet, a, pad_x + x0, y0, pen)
-    return Picture(photograph(sheet, rng), "".join(str(lbl) for _, lbl in picks))
+        boxes.append((pad_x + x0, y0, a.shape[1], a.shape[0]))
+    data, angle = _photograph(sheet, rng)
+    return Picture(data, "".join(str(lbl) for _, lbl in picks), _turned(boxes, angle, w, h))
 
 
 def _mark(d: ImageDraw.ImageDraw, rng, x: int, y: int, size: int, pen) -> None:
@@ -221,6 +244,11 @@ class Reader:
 
     def read(self, data: bytes) -> str | None:
         """The text /read answers, or None for an error answer."""
+        found = self.read_digits(data)
+        return None if found is None else text_of(found)
+
+    def read_digits(self, data: bytes) -> list[tuple[int, tuple, int]] | None:
+        """[(digit, box, line)] as /read answers them, or None for an error answer."""
         from serve.errors import ApiError
         from serve.preprocess import read
 
@@ -229,11 +257,7 @@ class Reader:
         except ApiError:
             return None
         probs = self.predictor(np.stack([f.tensor for f in found]))
-        out, line = "", found[0].line
-        for f, p in zip(found, probs):
-            out += ("\n" if f.line != line else "") + str(int(self.manifest["labels"][int(p.argmax())]))
-            line = f.line
-        return out
+        return [(int(self.manifest["labels"][int(p.argmax())]), f.box, f.line) for f, p in zip(found, probs)]
 
     def predict(self, data: bytes) -> tuple[int, float] | None:
         """(digit, confidence) /predict answers, or None for an error answer (e.g. several_digits)."""
@@ -247,20 +271,69 @@ class Reader:
         return int(self.manifest["labels"][int(p.argmax())]), float(p.max())
 
 
-def measure(reader: Reader, n: int, seed: int, digits, labels) -> dict:
+def text_of(found: list[tuple[int, tuple, int]]) -> str:
+    """The text of [(digit, box, line)]: lines separated by "\n", as /read writes it."""
+    out, line = "", found[0][2] if found else 0
+    for digit, _, ln in found:
+        out += ("\n" if ln != line else "") + str(digit)
+        line = ln
+    return out
+
+
+MISSES = ("merged", "split", "lost", "extra", "wrong_class", "order")
+
+
+def misses(truth: Picture, found: list | None) -> dict[str, int]:
+    """Where a number's reading went wrong, digit by digit, against the boxes the generator drew:
+    merged (one box read over several digits), split (one digit read as several), lost (a digit
+    not found), extra (something read where no digit is), wrong_class (found alone, misread),
+    order (all found and right, in the wrong order)."""
+    out = dict.fromkeys(MISSES, 0)
+    found = found or []
+    centre = lambda b: (b[0] + b[2] / 2, b[1] + b[3] / 2)  # noqa: E731
+    inside = lambda c, b: b[0] <= c[0] <= b[0] + b[2] and b[1] <= c[1] <= b[1] + b[3]  # noqa: E731
+    # Which truth digits each found box covers (their centres inside it), and which found boxes
+    # each truth digit holds (their centres inside it).
+    covers = [[t for t, tb in enumerate(truth.boxes) if inside(centre(tb), fb)] for _, fb, _ in found]
+    held = [[f for f, (_, fb, _) in enumerate(found) if inside(centre(fb), tb)] for tb in truth.boxes]
+    for f, c in enumerate(covers):
+        if len(c) > 1:
+            out["merged"] += len(c) - 1
+        elif not c and not any(f in h for h in held):
+            out["extra"] += 1
+    for t, h in enumerate(held):
+        merged_into = any(t in c and len(c) > 1 for c in covers)
+        if len(h) > 1:
+            out["split"] += len(h) - 1
+        elif not h and not merged_into and not any(t in c for c in covers):
+            out["lost"] += 1
+        elif len(h) == 1 and not merged_into and str(found[h[0]][0]) != truth.text[t]:
+            out["wrong_class"] += 1
+    if not any(out.values()) and text_of(found) != truth.text:
+        out["order"] += 1
+    return out
+
+
+def measure(reader: Reader, n: int, seed: int, digits, labels, kinds=None) -> dict:
     """Per kind, on pictures seed..seed+n-1: the figures the issue asks for."""
     out = {}
-    for kind in sorted(KINDS):
+    for kind in kinds or sorted(KINDS):
         pics = [picture(kind, seed + i, digits, labels) for i in range(n)]
         if kind == "number":
-            texts = [reader.read(p.data) or "" for p in pics]
+            found = [reader.read_digits(p.data) for p in pics]
+            texts = [text_of(f) if f else "" for f in found]
             total = sum(len(p.text) for p in pics)
+            wrong_pics = [(p, f) for p, f, t in zip(pics, found, texts) if t != p.text]
+            causes = [misses(p, f) for p, f in wrong_pics]
             wrong = sum(min(len(p.text), edits(p.text, t)) for p, t in zip(pics, texts))
             answers = [reader.predict(p.data) for p in pics]
             confident = sum(a is not None and a[1] >= reader.uncertain_below for a in answers)
             out[kind] = {"pictures": n, "read_exactly": round(np.mean([p.text == t for p, t in zip(pics, texts)]), 4),
                          "digits_right": round(1 - wrong / total, 4),
-                         "predict_confident_single_digit": round(confident / n, 4)}
+                         "predict_confident_single_digit": round(confident / n, 4),
+                         # Digits involved in each kind of miss, over the pictures not read exactly.
+                         "misses": {m: sum(c[m] for c in causes) for m in MISSES},
+                         "misses_pictures": {m: sum(c[m] > 0 for c in causes) for m in MISSES}}
         else:
             answers = [reader.predict(p.data) for p in pics]
             out[kind] = {"pictures": n, "predict_right": round(np.mean(
@@ -277,6 +350,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=REPORT_SEED, help=f"first seed (default {REPORT_SEED}: the reported range)")
     p.add_argument("--model", default="models", help="a model folder (default: the committed model)")
     p.add_argument("--mnist", default=None, help="MNIST folder (default: $MNIST_DIR or ../shared/data/mnist)")
+    p.add_argument("--kinds", default=None, help=f"comma-separated kinds to measure (default: all of {', '.join(sorted(KINDS))})")
     p.add_argument("--save", default=None, help="write the first pictures of each kind into this folder, to look at")
     args = p.parse_args(argv)
     import os
@@ -294,7 +368,8 @@ def main(argv=None) -> None:
                 pic = picture(kind, args.seed + i, test.images, test.labels)
                 (folder / f"{kind}-{i}-{pic.text}.jpg").write_bytes(pic.data)
     if args.measure:
-        json.dump(measure(Reader(args.model), args.n, args.seed, test.images, test.labels), sys.stdout, indent=1)
+        json.dump(measure(Reader(args.model), args.n, args.seed, test.images, test.labels,
+                           args.kinds.split(",") if args.kinds else None), sys.stdout, indent=1)
         print()
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from serve.errors import NoDigit
-from serve.ink import find_lines, ink_darkness, ink_mask, ink_threshold, remove_lines
+from serve.ink import drop_lone_pixels, find_lines, ink_darkness, ink_mask, ink_threshold, noise_floor, remove_lines
 
 
 def sheet(h=300, w=400, paper=40):
@@ -73,3 +73,32 @@ def test_texture_all_over_is_no_digit():
     light = (np.kron(rng.random((40, 40)) < 0.7, np.ones((8, 8))) * 200 + 20).astype(np.uint8)
     with pytest.raises(NoDigit):
         ink_mask(light)
+
+
+def test_noise_floor_is_four_spreads_of_the_paper():
+    rng = np.random.default_rng(2)
+    darkness = rng.integers(0, 12, (200, 200)).astype(np.uint8)
+    darkness[50:150, 90:100] = 200  # a stroke: not paper
+    paper = darkness[darkness < 200 * 0.25]
+    assert noise_floor(darkness, 200) == pytest.approx(4 * paper.std(), rel=1e-6)
+
+
+def test_lone_pixels_go_and_strokes_stay():
+    mask = np.zeros((40, 40), bool)
+    mask[5, 5] = True  # a speck
+    mask[20:22, 10:30] = True  # a thin stroke
+    out = drop_lone_pixels(mask)
+    assert not out[5, 5] and (out[20:22, 10:30]).all()
+
+
+def test_a_dark_margin_line_goes_with_the_faint_ruling():
+    """The pen-darker-than-the-line rule takes each direction's own level: a red margin line,
+    far darker than the blue ruling, is still a line."""
+    light = sheet()
+    for y in range(15, 300, 30):
+        light[y : y + 2] = 90  # faint ruling
+    light[:, 40:43] = 200  # a dark margin line
+    light[100:200, 200:207] = 230  # a "1"
+    ink = ink_mask(light)
+    assert not ink.mask[:, 35:48].any(), "the margin line is gone"
+    assert ink.mask[100:200, 201:206].mean() > 0.95

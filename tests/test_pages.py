@@ -8,7 +8,7 @@ import pytest
 from tests.pages import KINDS, Reader, edits, picture
 
 TEST_SEED = 500_000
-N = 120
+N = 200
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +35,12 @@ def test_single_digit_on_notebook_paper_is_read_nearly_as_on_blank_paper(setup):
     for kind in ("single_ruled", "single_squared"):
         acc = predict_accuracy(reader, pictures(kind, setup))
         print(f"{kind}: {acc:.3f} (blank paper: {blank:.3f})")
-        assert acc >= blank - 0.06, kind
+        assert acc >= blank - 0.05, kind
 
 
 def test_single_digit_beside_a_margin_line_or_marks(setup):
     reader = setup[0]
-    for kind, bound in (("single_margin", 0.85), ("cluttered", 0.72)):
+    for kind, bound in (("single_margin", 0.94), ("cluttered", 0.74)):
         acc = predict_accuracy(reader, pictures(kind, setup))
         print(f"{kind}: {acc:.3f}")
         assert acc >= bound, kind
@@ -55,8 +55,8 @@ def test_numbers_are_read_and_predict_does_not_pretend_they_are_one_digit(setup)
     answers = [reader.predict(p.data) for p in pics]
     confident = np.mean([a is not None and a[1] >= reader.uncertain_below for a in answers])
     print(f"numbers: {exact:.3f} exactly, {right:.4f} of digits; /predict confident single digit {confident:.3f}")
-    assert exact >= 0.7 and right >= 0.88
-    assert confident <= 0.04
+    assert exact >= 0.75 and right >= 0.915
+    assert confident <= 0.03
 
 
 def test_generators_are_seeded_and_hold_what_they_say(setup):
@@ -66,3 +66,21 @@ def test_generators_are_seeded_and_hold_what_they_say(setup):
         assert a.data == b.data and a.text == b.text and a.text.isdigit()
     lengths = {len(picture("number", i, images, labels).text) for i in range(40)}
     assert lengths <= set(range(2, 9)) and len(lengths) >= 5
+
+
+def test_misses_are_sorted_by_where_the_reading_went_wrong():
+    from tests.pages import Picture, misses
+
+    truth = Picture(b"", "123", boxes=((0, 0, 10, 20), (20, 0, 10, 20), (40, 0, 10, 20)))
+    right = [(1, (0, 0, 10, 20), 0), (2, (20, 0, 10, 20), 0), (3, (40, 0, 10, 20), 0)]
+    assert not any(misses(truth, right).values())
+    merged = [(1, (0, 0, 10, 20), 0), (7, (18, 0, 34, 20), 0)]
+    assert misses(truth, merged)["merged"] == 1 and misses(truth, merged)["lost"] == 0
+    split = right[:1] + [(2, (20, 0, 4, 20), 0), (1, (26, 0, 4, 20), 0)] + right[2:]
+    assert misses(truth, split)["split"] == 1
+    lost = right[:2]
+    assert misses(truth, lost)["lost"] == 1
+    wrong = right[:2] + [(8, (40, 0, 10, 20), 0)]
+    assert misses(truth, wrong) == {**dict.fromkeys(misses(truth, wrong), 0), "wrong_class": 1}
+    assert misses(truth, right[::-1])["order"] == 1
+    assert misses(truth, right + [(4, (80, 0, 10, 20), 0)])["extra"] == 1

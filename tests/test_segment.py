@@ -2,7 +2,7 @@
 split, reading order over several lines."""
 import numpy as np
 
-from serve.segment import group, merge, pieces, segment, split_wide, text_lines
+from serve.segment import cut_path, group, merge, pieces, segment, split_wide, text_lines
 
 
 def block(mask, x, y, w, h):
@@ -46,15 +46,42 @@ def test_touching_digits_are_cut_at_the_thinnest_ink():
     ring(mask, 20, 10, 60, 80)
     ring(mask, 90, 10, 60, 80)
     block(mask, 78, 48, 14, 4)  # where they touch
-    cuts = split_wide(mask[10:90, 20:150], 80)
-    assert len(cuts) == 2 and 60 <= cuts[0][1] <= 70
+    parts = split_wide(mask[10:90, 20:150], 80)
+    assert len(parts) == 2
+    left = np.flatnonzero(parts[0].any(0))
+    assert 58 <= left[-1] <= 70 and parts[1][:, :58].sum() == 0, "cut in the touching block"
+    assert (parts[0] | parts[1]).sum() == mask.sum() and not (parts[0] & parts[1]).any()
     assert len(segment(mask)) == 2
+
+
+def test_overlapping_touching_digits_are_cut_along_a_bent_path():
+    """Two slanted strokes joined by a short bar: their columns overlap, so every straight cut
+    crosses both strokes; a path that leans with them crosses only the bar."""
+    import cv2
+
+    img = np.zeros((100, 120), np.uint8)
+    cv2.line(img, (10, 90), (50, 10), 1, 5)
+    cv2.line(img, (50, 90), (90, 10), 1, 5)
+    cv2.line(img, (30, 50), (70, 50), 1, 3)  # where they touch
+    rows, cols = np.flatnonzero(img.any(1)), np.flatnonzero(img.any(0))
+    mask = img.astype(bool)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the group's box
+    x0, y0 = cols[0], rows[0]
+    parts = split_wide(mask, 60)  # height given small: the cut is under test, not when it is tried
+    assert len(parts) == 2
+    a, b = parts
+    at = lambda m, ys, xs: m[max(0, ys[0] - y0) : ys[1] - y0, max(0, xs[0] - x0) : xs[1] - x0].sum()  # noqa: E731
+    assert at(a, (0, 100), (0, 40)) > 0.95 * at(mask, (0, 100), (0, 40))
+    assert at(b, (0, 100), (60, 120)) > 0.95 * at(mask, (0, 100), (60, 120))
+    # Each stroke whole: the first one's top (near x=50) stays with it, the second's foot too.
+    assert at(a, (8, 20), (40, 56)) == at(mask, (8, 20), (40, 56))
+    assert at(b, (80, 95), (44, 60)) == at(mask, (80, 95), (44, 60))
 
 
 def test_one_wide_digit_is_not_cut():
     mask = np.zeros((100, 200), bool)
     ring(mask, 20, 20, 150, 60, t=5)  # a flat "0": wide, but no thin neck anywhere
-    assert split_wide(mask[20:80, 20:170], 60) == [(0, 150)]
+    parts = split_wide(mask[20:80, 20:170], 60)
+    assert len(parts) == 1 and (parts[0] == mask[20:80, 20:170]).all()
 
 
 def test_reading_order_is_lines_top_to_bottom_then_left_to_right():
@@ -71,3 +98,24 @@ def test_segments_carry_their_line_and_merge_into_one():
     assert [(s.line, s.box[0]) for s in found] == [(0, 20), (0, 100), (1, 60)]
     one = merge(found)
     assert one.box == (20, 10, 120, 160) and one.mask.sum() == sum(s.mask.sum() for s in found)
+
+
+def test_a_leftover_paper_line_does_not_hide_the_digits_beside_it():
+    """A thin upright across the picture (a margin line that line removal missed) is no digit,
+    and does not make the digits beside it look like marks."""
+    mask = np.zeros((300, 200), bool)
+    block(mask, 10, 0, 3, 300)  # the line
+    ring(mask, 60, 120, 30, 50)  # a "0"
+    block(mask, 120, 120, 6, 50)  # a "1": thin too, but as tall as the digit beside it
+    found = segment(mask)
+    assert [s.box for s in found] == [(60, 120, 30, 50), (120, 120, 6, 50)]
+
+
+def test_cut_path_goes_round_ink_and_prefers_the_expected_column():
+    mask = np.zeros((30, 20), bool)
+    mask[:15, 8:12] = True  # a stroke down the middle, top half only
+    path, crossed = cut_path(mask, centre=10)
+    assert crossed == 0 and not mask[np.arange(30), path].any(), "round the stroke, not through it"
+    assert (np.abs(np.diff(path)) <= 1).all(), "a pixel sideways per row at most"
+    empty = np.zeros((10, 20), bool)
+    assert (cut_path(empty, centre=13)[0] == 13).all()
