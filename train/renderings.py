@@ -15,13 +15,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from serve.errors import NoDigit, SeveralDigits
 from serve.preprocess import Spec, prepare
-from train.mnist import DIGIT_BOX, MEAN, STD
-
-SPEC = Spec(mean=MEAN, std=STD, digit_box=DIGIT_BOX)
-# A 422 before the model: for a real digit a false rejection, for a non-digit a rejection.
-REFUSED = (NoDigit, SeveralDigits)
+from train import negatives as neg
+from train.negatives import REFUSED, SPEC  # a 422 before the model: a false rejection for a digit
 
 
 def _bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -162,8 +158,6 @@ def _drawing(gray: np.ndarray) -> np.ndarray:
 def negative_uploads(n: int, seed: int, sources=None) -> tuple[list[bytes], np.ndarray]:
     """n non-digit uploads of train/negatives.py's kinds (by its WEIGHTS): drawn kinds through this
     module's upload kinds in turn, photo crops, textures and noise sent as the JPEG/PNG they are."""
-    from train import negatives as neg
-
     src = sources or neg.Sources.for_training()
     names = list(neg.KINDS)
     p = np.array([neg.WEIGHTS[k] for k in names])
