@@ -88,6 +88,21 @@ def manifest_for(cfg, state, checkpoint: Path, files: dict, name: str) -> dict:
     }
 
 
+def same_checkpoint(name_dir: Path, checkpoint_sha256: str) -> dict | None:
+    """Published versions exported from this very checkpoint: a new one differs in its calibration only."""
+    from serve.model_store import ModelError, load_manifest, versions
+
+    same = []
+    for v in versions(name_dir) if name_dir.is_dir() else []:
+        try:
+            if load_manifest(name_dir / str(v)).get("source", {}).get("checkpoint_sha256") == checkpoint_sha256:
+                same.append(v)
+        except ModelError:
+            continue
+    return {"versions": same, "differs_in": "calibration (temperature, not-a-digit logit, threshold), fitted again "
+            "by this export; the weights are the same"} if same else None
+
+
 def output_name(model_dir: Path, files: dict) -> str:
     """The name Paddle gave the graph's output (e.g. fetch_name_0): serving looks it up by this name."""
     import paddle.inference as pi
@@ -133,6 +148,8 @@ def main(argv=None) -> int:
         files = save_static(net, staging)
         manifest = manifest_for(cfg, state, checkpoint, files, name)
         manifest.update(cal.manifest_sections(calibration, open_set=bool(cfg.negatives)))
+        if (same := same_checkpoint(staging.parent, manifest["source"]["checkpoint_sha256"])) is not None:
+            manifest["source"]["same_checkpoint_as"] = same
         manifest["output"]["semantics"] = "probabilities, calibrated: " + manifest["calibration"]["method"].split(": ", 1)[1]
         manifest["output"]["name"] = output_name(staging, files)
         predictor = Predictor(staging, manifest)  # exactly as serving will load it
@@ -161,12 +178,14 @@ def main(argv=None) -> int:
     figure = cal.write_report(calibration, checkpoint.parent / f"export-{name}-{manifest['version']}", f"{name} {manifest['version']}")
     r = manifest["rejection"]
     print(f"  calibration: T = {calibration['temperature']:.3f}, not-a-digit logit {calibration['reject_logit']}, threshold {r['threshold']:.4f} "
-          f"(false rejection target {r['false_rejection_target']:.0%}); report {figure.parent}")
+          f"(false rejection target {r['false_rejection_target']:.1%}); report {figure.parent}")
     for part in ("validation", "test"):
         f = r[part]
         print(f"  {part}: uploads acc {f['accuracy']:.4f}, flagged {f['false_rejection']:.4f}, "
               f"unflagged acc {f['unflagged_accuracy']:.4f}, ECE {f['ece']:.4f}; non-digits rejected "
               + ", ".join(f"{k} {v['rejected']:.3f}" for k, v in f["non_digits"].items()))
+        print(f"    scores (non-digits flagged at the same false-rejection target; AUROC): "
+              + ", ".join(f"{k} {v['non_digits_rejected']:.3f} ({v['auroc']:.3f})" for k, v in f["scores"].items()))
     print(f"published {target}")
     print(f"  val acc {manifest['metrics']['val_acc']:.4f}  test acc {test_acc:.4f} (Paddle Inference, {len(test)} images)")
     print(f"  parity: max |dygraph - inference| = {report['max_abs_diff_inference']:.2e}, argmax equal: {report['argmax_equal']}")

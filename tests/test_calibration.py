@@ -97,3 +97,53 @@ def test_the_not_a_digit_class_has_a_fixed_zero_logit():
     assert p[1].sum() == pytest.approx(10 / (10 + np.exp(6)), rel=1e-6)  # every digit logit under 0: not a digit
     loss = float(openset.extra_class_loss(paddle.to_tensor(logits), paddle.to_tensor([0, openset.NEGATIVE])))
     assert loss == pytest.approx(-np.log([p[0][0], 1 - p[1].sum()]).mean(), rel=1e-5)
+
+
+def test_threshold_counts_digits_preprocessing_refused():
+    from export.calibrate import threshold_for
+
+    conf = np.linspace(0.5, 1.0, 1000)
+    thr = threshold_for(conf, refused=10, frr=0.025)  # 25.25 of 1010 to reject, 10 already refused
+    assert (conf < thr).sum() == pytest.approx(15, abs=1)
+    assert threshold_for(conf, refused=40, frr=0.025) == conf.min()  # refusals alone exceed the rate
+
+
+def test_reject_logit_is_the_most_rejecting_within_the_ece_budget():
+    from export import calibrate as ec
+
+    rng = np.random.default_rng(5)
+
+    def digits(n):  # calibrated at T = 2 with no "not a digit" mass; low logits, so a large b steals from them
+        z = rng.normal(-4, 4, (n, 10))
+        y = (cal.softmax(z, 2.0).cumsum(1) > rng.uniform(size=(n, 1))).argmax(1)
+        return ec.Seen(z, np.array(["k"] * n), {"k": 0}, {"k": 0}, y)
+
+    a, b = digits(20000), digits(3000)
+    negs = ec.Seen(rng.normal(-8, 2, (1000, 10)), np.array(["n"] * 1000), {"n": 0}, {"n": 0})
+    t, logit, table = ec.fit_reject_logit(a, b, negs)
+    chosen = next(r for r in table if r["reject_logit"] == logit)
+    eligible = [r for r in table if r["ece_half_a"] <= ec.ECE_BUDGET]
+    assert chosen in eligible and 1.8 < t < 2.2
+    assert chosen["non_digits_rejected"] == max(r["non_digits_rejected"] for r in eligible)
+    assert chosen["non_digits_rejected"] > table[-1]["non_digits_rejected"] + 0.1  # b = -12: little room for "not a digit"
+    assert table[0]["non_digits_rejected"] > chosen["non_digits_rejected"]  # b = 0 rejects more, but is miscalibrated
+
+
+def test_tuning_renderings_are_seeded_uploads_that_serving_reads(mnist_dir):
+    from PIL import Image
+    import io
+
+    from train import renderings
+    from train.mnist import load_split
+
+    digits = load_split(mnist_dir, "test").images[: 2 * len(renderings.KINDS)]
+    a, kinds = renderings.render(digits, seed=1)
+    assert a == renderings.render(digits, seed=1)[0] and a != renderings.render(digits, seed=2)[0]
+    assert set(kinds) == set(renderings.KINDS)
+    opened = {k: Image.open(io.BytesIO(data)) for k, data in zip(kinds, a)}
+    assert opened["canvas"].mode == "RGBA" and opened["camera"].format == "JPEG"
+    assert opened["sideways"].getexif().get(0x0112) in (3, 6, 8)
+    images, refused = renderings.prepared(a)
+    assert refused.sum() <= 1 and images.shape == (len(a) - refused.sum(), 28, 28)
+    negs, neg_kinds = renderings.negative_uploads(12, seed=3)
+    assert negs == renderings.negative_uploads(12, seed=3)[0] and len(negs) == len(neg_kinds) == 12

@@ -29,6 +29,12 @@ def test_published_manifest_describes_the_model(tiny_models, tiny_run):
     # Test accuracy measured with Paddle Inference on the exported files equals the dygraph model's.
     assert m["metrics"]["test_acc"] == pytest.approx(result["test_acc"], abs=1 / m["metrics"]["test_records"])
     assert m["metrics"]["val_acc"] == result["val_acc"]
+    report = tiny_run / "export-mnist-lenet-1"
+    assert (report / "reliability.png").is_file() and (report / "tradeoff.png").is_file()
+    curve = json.loads((report / "calibration.json").read_text())["tradeoff"]
+    flagged = [r["validation"]["non_digits_flagged"] for r in curve]
+    assert flagged == sorted(flagged), "a higher threshold never flags fewer non-digits"
+    assert set(m["rejection"]["validation"]["scores"]) >= {"top_probability", "digit_probability", "top_share"}
 
 
 def test_versions_increase_and_reexport_is_reproducible(tiny_run, tmp_path):
@@ -41,6 +47,7 @@ def test_versions_increase_and_reexport_is_reproducible(tiny_run, tmp_path):
     assert {p.name: sha256_file(p) for p in v1.iterdir()} == before, "a published version is never rewritten"
     m1, m2 = load_manifest(v1), load_manifest(v2)
     assert m1["sha256"][m1["files"]["params"]] == m2["sha256"][m2["files"]["params"]], "same checkpoint, same params"
+    assert "same_checkpoint_as" not in m1["source"] and m2["source"]["same_checkpoint_as"]["versions"] == [1]
     assert sorted(p.name for p in (tmp_path / "mnist-lenet").iterdir()) == ["1", "2"]
 
 

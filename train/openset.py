@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 import paddle
 import paddle.nn.functional as F
-from PIL import Image, ImageFilter
 
 from train import negatives as neg
 from train.distributed import Dist
@@ -90,40 +89,6 @@ def loss_for(method: str, weight: float):
     raise ValueError(f"unknown open-set method {method!r}; choose from {', '.join(METHODS)}")
 
 
-# --- realistic digit uploads for tuning ---------------------------------------------------------
-
-def as_upload(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """An MNIST digit (light on black, 28x28) as a user's picture: larger, pen weight changed,
-    slightly rotated, dark on uneven paper, sometimes blurred or JPEG-compressed (grayscale)."""
-    size = int(rng.integers(48, 220))
-    ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255.0
-    if rng.uniform() < 0.3:
-        ink = neg.stroke_weight(ink, rng)
-    ink = neg.affine(ink, rng, max_deg=8.0) if rng.uniform() < 0.5 else ink
-    gray = Image.fromarray(neg.on_paper(ink, rng))
-    if rng.uniform() < 0.3:
-        gray = gray.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 1.5))))
-    if rng.uniform() < 0.3:
-        import io
-
-        buf = io.BytesIO()
-        gray.save(buf, "JPEG", quality=int(rng.integers(40, 90)))
-        gray = Image.open(buf)
-    return np.asarray(gray.convert("L"))
-
-
-def upload_digits(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Digits redrawn as uploads and passed through serving's preprocessing; refused ones dropped."""
-    out, kept = [], []
-    for i, d in enumerate(images):
-        try:
-            out.append(neg.prepare_gray(as_upload(d, np.random.default_rng([seed, i, 0x55])), neg.SPEC).image)
-            kept.append(i)
-        except neg.REFUSED:
-            pass
-    return np.stack(out), labels[np.array(kept, dtype=np.int64)]
-
-
 # --- python -m train.openset: outlier exposure vs an extra output vs the plain model ------------
 
 def _score(logits: np.ndarray, extra: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +111,7 @@ def compare(argv=None) -> int:
     from train.loop import predict_logits, train_one_epoch
     from train.models import build_model
     from train.optim import build_optimizer, build_schedule
+    from train.renderings import upload_digits
     from train.runner import setup_device
 
     ap = argparse.ArgumentParser(prog="python -m train.openset", description=compare.__doc__)
@@ -160,7 +126,7 @@ def compare(argv=None) -> int:
     data = load_data(cfg)
     negs = pool(cfg.negatives_pool, cfg.seed)
     tune = neg.make(2000, seed=cfg.seed + 0x7E57)  # tuning negatives: other seed than training's
-    up_x, up_y = upload_digits(data.val_x[:2000], data.val_y[:2000], seed=cfg.seed)
+    up_x, up_y, _ = upload_digits(data.val_x[:2000], data.val_y[:2000], seed=cfg.seed)
     rows = []
     for variant in args.variants.split(","):
         paddle.seed(cfg.seed)
