@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -120,3 +121,15 @@ def run_section(module: str, args: list[str], *, timeout: float, env: dict | Non
             return json.loads(line[len(MARK):])
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
     return {"error": f"python -m {module} exited {proc.returncode}", "output": tail}
+
+
+def stop_group(proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    """Stop a server started in its own process group (start_new_session): SIGTERM to the group (its
+    workers included), SIGKILL if it has not exited within timeout_s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

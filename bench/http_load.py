@@ -25,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import PYTHON, REPO, digits, emit
+from bench.common import PYTHON, REPO, digits, emit, stop_group
 
 BEFORE = "THREADS=1,BATCHING=0,ACCESS_LOG=-"  # sync workers, no batching, two log lines per request
 
@@ -99,13 +99,7 @@ class Server:
         return sorted(int(p) for p in text.split())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
         shutil.rmtree(self.prom, ignore_errors=True)
 

@@ -22,7 +22,7 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.common import MARK, REPO, cpu_flags, machine, mnist_dir
+from bench.common import MARK, REPO, cpu_flags, machine, mnist_dir, stop_group
 from bench.http_load import Server, free_port, upload_png, wrk
 from bench.torchserve.results import answered_digit, markdown, summarize
 
@@ -64,13 +64,7 @@ class TorchServe:
         raise RuntimeError(f"TorchServe's workers not ready within {timeout}s; see {self.log.name}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the frontend's Java and its Python workers share the group
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)  # the frontend's Java and its Python workers share the group
         self.log.close()
 
 
