@@ -88,8 +88,8 @@ def markdown(result: dict) -> str:
         lines += _table(["model", "setting", "images/s", "rounds"], rows)
         for tt in t.get("time_to_99", []):
             if tt.get("reached"):
-                lines += [f"Time to ≥ 99% validation accuracy: **{tt['wall_s']:.0f} s** (epoch {tt['epoch']}, training wall clock, "
-                          f"validations included) in `{tt['run']}`.", ""]
+                lines += [f"Time to ≥ 99% validation accuracy: **{tt['wall_s']:.0f} s** (epoch {tt['epoch']}, wall clock since the "
+                          f"trainer started: data, non-digits and validations included) in `{tt['run']}`.", ""]
             else:
                 lines += [f"Time to ≥ 99% validation accuracy: {tt.get('skipped') or 'not reached in ' + tt.get('run', '?')}.", ""]
 

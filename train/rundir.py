@@ -4,7 +4,7 @@
       config.json     the resolved TrainConfig (what really ran)
       metrics.jsonl   one JSON record a line: kind "step" (every --log-every steps), "val" (a validation
                       inside an epoch) and "epoch" (epoch end, with its validation); every validation
-                      record carries wall_s, the training wall time so far
+                      record carries wall_s, the wall time since the trainer started
       checkpoints/    resumable checkpoints (train.checkpoint owns their layout)
       best/           the best-on-validation weights
       result.json     written once, at the end: the test accuracy of best/

@@ -59,6 +59,7 @@ def new_run_dir(runs_dir: str, name: str | None, model: str) -> Path:
 
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool = False, log=print) -> dict:
     """Train (or continue) the run in run_dir and return its result. Exit code semantics are the CLI's."""
+    t_start = time.perf_counter()  # wall_s counts set-up too (data, negatives): the user's wait
     run = RunDir(run_dir)
     run_dir = run.path
     cfg = cfg.resolved()
@@ -109,7 +110,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
         log(f"{len(negatives)} non-digit pictures made in {time.perf_counter() - t_neg:.1f} s; "
             f"{cfg.negatives:.3f} of each batch")
 
-    started = time.perf_counter() - pos.wall_s
+    started = t_start - pos.wall_s
     mid_vals = mid_epoch_validations(per_epoch, 1 if dry_run else cfg.val_per_epoch)
 
     def validate(raw: bool = False) -> dict:
