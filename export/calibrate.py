@@ -29,7 +29,7 @@ import paddle.nn.functional as F
 
 from train import negatives as neg
 from train import renderings
-from train.calibration import auroc, ece, probabilities, reliability
+from train.calibration import auroc, ece, nll, probabilities, reliability, threshold_at_frr
 from train.loop import predict_logits
 
 # Of real digit uploads flagged or refused: the rate the threshold is chosen for (<= 3% allowed).
@@ -113,21 +113,9 @@ def seen(model, uploads: list[bytes], kinds: np.ndarray, labels=None, drop_strok
     return out
 
 
-def threshold_for(conf: np.ndarray, refused: int, frr: float) -> float:
-    """The threshold under which, with the digits preprocessing refused, a share frr of real digits falls."""
-    n = len(conf) + refused
-    q = float(np.clip((frr * n - refused) / max(len(conf), 1), 0.0, 1.0))
-    return float(np.quantile(np.asarray(conf, np.float64), q)) if len(conf) else 0.0
-
-
 def rejected(score: np.ndarray, negs: Seen, thr: float) -> float:
     """Share of non-digits flagged (score under thr) or refused by preprocessing."""
     return float(((score < thr).sum() + negs.n_refused) / max(len(score) + negs.n_refused, 1))
-
-
-def _nll(logits, labels, t, b) -> float:
-    p = probabilities(logits, t, b)
-    return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None)).mean())
 
 
 def fit_reject_logit(a: Seen, b_digits: Seen, negs: Seen, frr: float = FALSE_REJECTION) -> tuple[float, float, list]:
@@ -137,9 +125,9 @@ def fit_reject_logit(a: Seen, b_digits: Seen, negs: Seen, frr: float = FALSE_REJ
     the logits more and the margin between digits less."""
     table = []
     for b in REJECT_LOGITS:
-        t = float(min(TEMPERATURES, key=lambda t: _nll(a.logits, a.labels, t, b)))
+        t = float(min(TEMPERATURES, key=lambda t: nll(a.logits, a.labels, t, b)))
         pa, pb = probabilities(a.logits, t, b), probabilities(b_digits.logits, t, b)
-        thr = threshold_for(pb.max(1), b_digits.n_refused, frr)
+        thr = threshold_at_frr(pb.max(1), frr, b_digits.n_refused)
         table.append({"reject_logit": b, "temperature": t, "ece_half_a": ece(pa.max(1), pa.argmax(1) == a.labels),
                       "non_digits_rejected": rejected(probabilities(negs.logits, t, b).max(1), negs, thr)})
     ok = [r for r in table if r["ece_half_a"] <= ECE_BUDGET] or [min(table, key=lambda r: r["ece_half_a"])]
@@ -148,7 +136,7 @@ def fit_reject_logit(a: Seen, b_digits: Seen, negs: Seen, frr: float = FALSE_REJ
 
 
 def fit_plain_temperature(a: Seen) -> float:
-    return float(min(TEMPERATURES, key=lambda t: _nll(a.logits, a.labels, t, None)))
+    return float(min(TEMPERATURES, key=lambda t: nll(a.logits, a.labels, t, None)))
 
 
 def _digit_figures(digits: Seen, t, b, thr) -> dict:
@@ -197,7 +185,7 @@ def compare_scores(digits: Seen, thr_digits: Seen, negs: Seen, t, b, frr: float 
         s_thr = score(probabilities(thr_digits.logits, t, b), thr_digits.logits)
         s_dig = score(probabilities(digits.logits, t, b), digits.logits)
         s_neg = score(probabilities(negs.logits, t, b), negs.logits)
-        thr = threshold_for(s_thr, thr_digits.n_refused, frr)
+        thr = threshold_at_frr(s_thr, frr, thr_digits.n_refused)
         out[name] = {"auroc": auroc(s_dig, s_neg), "non_digits_rejected": rejected(s_neg, negs, thr),
                      "digits_flagged": float(((s_dig < thr).sum() + digits.n_refused) / max(len(s_dig) + digits.n_refused, 1))}
     return out
@@ -210,7 +198,7 @@ def tradeoff(val_b: Seen, val_negs: Seen, test: Seen, test_negs: Seen, t, b) -> 
             (("vb", val_b), ("vn", val_negs), ("t", test), ("tn", test_negs))}
     rows = []
     for frr in TRADEOFF_FRR:
-        thr = threshold_for(conf["vb"], val_b.n_refused, frr)
+        thr = threshold_at_frr(conf["vb"], frr, val_b.n_refused)
         rows.append({"frr_target": frr, "threshold": thr,
                      "validation": {"digits_flagged": frr, "non_digits_flagged": rejected(conf["vn"], val_negs, thr)},
                      "test": {"digits_flagged": float(((conf["t"] < thr).sum() + test.n_refused) / max(len(conf["t"]) + test.n_refused, 1)),
@@ -232,7 +220,7 @@ def calibrate(model, val_x, val_y, test_x, test_y, seed: int, sizes: Sizes = Siz
         t, b, table = fit_reject_logit(val_a, val_b, val_negs)
     else:
         t, b, table = fit_plain_temperature(val_a), None, []
-    thr = threshold_for(probabilities(val_b.logits, t, b).max(1), val_b.n_refused, FALSE_REJECTION)
+    thr = threshold_at_frr(probabilities(val_b.logits, t, b).max(1), FALSE_REJECTION, val_b.n_refused)
 
     k = min(sizes.test, len(test_y))
     test = seen(model, *renderings.render(test_x[:k], seed=seed + SEED_TEST), test_y[:k])

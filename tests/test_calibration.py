@@ -100,7 +100,7 @@ def test_the_not_a_digit_class_has_a_fixed_zero_logit():
 
 
 def test_threshold_counts_digits_preprocessing_refused():
-    from export.calibrate import threshold_for
+    from train.calibration import threshold_at_frr as threshold_for
 
     conf = np.linspace(0.5, 1.0, 1000)
     thr = threshold_for(conf, refused=10, frr=0.025)  # 25.25 of 1010 to reject, 10 already refused

@@ -24,8 +24,9 @@ def probabilities(logits: np.ndarray, temperature: float = 1.0, reject_logit: fl
     return softmax(np.concatenate([z, np.full((len(z), 1), float(reject_logit))], axis=1))[:, :-1]
 
 
-def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    p = softmax(logits, temperature)
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float, reject_logit: float | None = None) -> float:
+    """Mean negative log-likelihood of the labels under probabilities(logits, temperature, reject_logit)."""
+    p = probabilities(logits, temperature, reject_logit)
     return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None)).mean())
 
 
@@ -68,9 +69,14 @@ def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
     return float(sum(r["n"] / n * abs(r["accuracy"] - r["confidence"]) for r in reliability(confidence, correct, bins)))
 
 
-def threshold_at_frr(digit_confidence: np.ndarray, frr: float) -> float:
-    """The confidence threshold under which a fraction `frr` of real digits falls."""
-    return float(np.quantile(np.asarray(digit_confidence, np.float64), frr))
+def threshold_at_frr(digit_confidence: np.ndarray, frr: float, refused: int = 0) -> float:
+    """The confidence threshold under which a fraction `frr` of real digits falls, counting the
+    `refused` ones preprocessing already turned away (a 422 is a false rejection too)."""
+    conf = np.asarray(digit_confidence, np.float64)
+    if not len(conf):
+        return 0.0
+    q = float(np.clip((frr * (len(conf) + refused) - refused) / len(conf), 0.0, 1.0))
+    return float(np.quantile(conf, q))
 
 
 def auroc(digit_score: np.ndarray, other_score: np.ndarray) -> float:

@@ -324,15 +324,20 @@ def draw(kind: str, src: Sources, rng: np.random.Generator) -> np.ndarray:
     return KINDS[kind](src, rng)
 
 
+def choose_kinds(n: int, seed: int, kinds=None) -> np.ndarray:
+    """The kind of each of n draws, by WEIGHTS; a function of the seed (draw i is then seeded by (seed, i))."""
+    names = list(kinds or KINDS)
+    p = np.array([WEIGHTS[k] for k in names])
+    return np.random.default_rng([seed, 0x6E6567]).choice(names, size=n, p=p / p.sum())
+
+
 def make(n: int, seed: int, sources: Sources | None = None, kinds=None, part: tuple[int, int] = (0, 1)) -> Negatives:
     """n pictures (fewer by those preprocessing refuses and the stroke-like ones), kinds drawn by WEIGHTS;
     a function of the seed. part=(i, k): only draws i, i+k, i+2k, ... (one process's share; merge()
     of the k parts equals the whole, since each draw is seeded by its own number)."""
     src = sources or Sources.for_training()
     names = list(kinds or KINDS)
-    p = np.array([WEIGHTS[k] for k in names])
-    rng = np.random.default_rng([seed, 0x6E6567])
-    chosen = rng.choice(names, size=n, p=p / p.sum())
+    chosen = choose_kinds(n, seed, names)
     images, got, index, refused, stroke_like = [], [], [], dict.fromkeys(names, 0), dict.fromkeys(names, 0)
     first, step = part
     for i in range(first, n, step):

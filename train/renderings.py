@@ -159,9 +159,7 @@ def negative_uploads(n: int, seed: int, sources=None) -> tuple[list[bytes], np.n
     """n non-digit uploads of train/negatives.py's kinds (by its WEIGHTS): drawn kinds through this
     module's upload kinds in turn, photo crops, textures and noise sent as the JPEG/PNG they are."""
     src = sources or neg.Sources.for_training()
-    names = list(neg.KINDS)
-    p = np.array([neg.WEIGHTS[k] for k in names])
-    chosen = np.random.default_rng([seed, 0x6E6567]).choice(names, size=n, p=p / p.sum())
+    chosen = neg.choose_kinds(n, seed)
     upload_kinds = sorted(KINDS)
     out = []
     for i, kind in enumerate(chosen):
