@@ -29,7 +29,7 @@ import paddle.nn.functional as F
 
 from train import negatives as neg
 from train import renderings
-from train.calibration import auroc, ece, nll, probabilities, reliability, threshold_at_frr
+from train.calibration import auroc, ece, fit_temperature, probabilities, reliability, threshold_at_frr
 from train.loop import predict_logits
 
 # Of real digit uploads flagged or refused: the rate the threshold is chosen for (<= 3% allowed).
@@ -41,7 +41,6 @@ FALSE_REJECTION = 0.02
 # over the b within it, calibration a lot.
 ECE_BUDGET = 0.01
 REJECT_LOGITS = tuple(float(b) for b in np.arange(0.0, -12.5, -0.5))  # candidates, most rejecting first
-TEMPERATURES = tuple(np.exp(np.linspace(np.log(0.2), np.log(5.0), 61)))
 TRADEOFF_FRR = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1)
 # Seeds (added to the run's): validation and test renderings, tuning and held-out non-digits.
 SEED_VAL, SEED_TEST, SEED_TUNE_NEG, SEED_HELD_NEG = 0x0CA1, 0x0CA2, 0x7E57, 0x7E58
@@ -125,7 +124,7 @@ def fit_reject_logit(a: Seen, b_digits: Seen, negs: Seen, frr: float = FALSE_REJ
     the logits more and the margin between digits less."""
     table = []
     for b in REJECT_LOGITS:
-        t = float(min(TEMPERATURES, key=lambda t: nll(a.logits, a.labels, t, b)))
+        t = fit_temperature(a.logits, a.labels, b)
         pa, pb = probabilities(a.logits, t, b), probabilities(b_digits.logits, t, b)
         thr = threshold_at_frr(pb.max(1), frr, b_digits.n_refused)
         table.append({"reject_logit": b, "temperature": t, "ece_half_a": ece(pa.max(1), pa.argmax(1) == a.labels),
@@ -133,10 +132,6 @@ def fit_reject_logit(a: Seen, b_digits: Seen, negs: Seen, frr: float = FALSE_REJ
     ok = [r for r in table if r["ece_half_a"] <= ECE_BUDGET] or [min(table, key=lambda r: r["ece_half_a"])]
     best = max(ok, key=lambda r: (r["non_digits_rejected"], r["reject_logit"]))
     return best["temperature"], best["reject_logit"], table
-
-
-def fit_plain_temperature(a: Seen) -> float:
-    return float(min(TEMPERATURES, key=lambda t: nll(a.logits, a.labels, t, None)))
 
 
 def _digit_figures(digits: Seen, t, b, thr) -> dict:
@@ -219,7 +214,7 @@ def calibrate(model, val_x, val_y, test_x, test_y, seed: int, sizes: Sizes = Siz
     if open_set:
         t, b, table = fit_reject_logit(val_a, val_b, val_negs)
     else:
-        t, b, table = fit_plain_temperature(val_a), None, []
+        t, b, table = fit_temperature(val_a.logits, val_a.labels), None, []
     thr = threshold_at_frr(probabilities(val_b.logits, t, b).max(1), FALSE_REJECTION, val_b.n_refused)
 
     k = min(sizes.test, len(test_y))
