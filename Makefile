@@ -114,12 +114,14 @@ soak: venv
 # The container, proven by a real run (scripts/container_test.py): slow the first time (base image,
 # Paddle wheel), then cached. Its tools live in their own venv; the app's venv and `make test` are
 # independent of it. CONTAINER_TEST_ARGS='--base-image python:3.11-slim' where a registry is reachable.
-CONTAINER_VENV ?= .venv-container
+# Made by the .venv-% rule below.
+CONTAINER_VENV := .venv-container
 CONTAINER_TEST_ARGS ?=
 
-$(CONTAINER_VENV)/.installed: requirements-container.txt constraints.txt
-	test -x $(CONTAINER_VENV)/bin/python || $(PYTHON) -m venv $(CONTAINER_VENV)
-	$(CONTAINER_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-container.txt -c constraints.txt
+# A side venv per heavy tool, apart from the app's: .venv-<tool> from requirements-<tool>.txt.
+.venv-%/.installed: requirements-%.txt constraints.txt
+	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install -q --disable-pip-version-check -r $< -c constraints.txt
 	touch $@
 
 container-test: $(CONTAINER_VENV)/.installed
@@ -140,13 +142,9 @@ bench: venv wrk
 
 # A peer side by side (optional, heavy, never part of `make test`): TorchServe 0.12 and torch in their own
 # venv, Java 17 from Debian when no Java 17+ is on the PATH. TORCHSERVE_ARGS passes options (--rounds, --duration ...).
-TORCHSERVE_VENV ?= .venv-torchserve
+# Made by the .venv-% rule (container section).
+TORCHSERVE_VENV := .venv-torchserve
 TORCHSERVE_ARGS ?=
-
-$(TORCHSERVE_VENV)/.installed: requirements-torchserve.txt constraints.txt
-	test -x $(TORCHSERVE_VENV)/bin/python || $(PYTHON) -m venv $(TORCHSERVE_VENV)
-	$(TORCHSERVE_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-torchserve.txt -c constraints.txt
-	touch $@
 
 java17:
 	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || { echo "bench-torchserve: installing Java 17"; \
