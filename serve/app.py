@@ -13,12 +13,11 @@ import uuid
 
 from flask import Flask, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import HTTPException
 
 from serve import logs
 from serve.classifier import Classifier
 from serve.config import ServeConfig
-from serve.errors import ApiError, BadRequest, Internal, from_http
+from serve.errors import ApiError, BadRequest, install_handlers
 from serve.inputs import read_images
 from serve.kserve import bp as kserve_blueprint
 from serve.metrics import Metrics
@@ -84,20 +83,9 @@ def create_app(config: dict | None = None) -> Flask:
                                    "model_version": service.manifest["version"] if service.manifest else None})
         return response
 
-    # The one error handler of this protocol shape, {"error": {"code", "message"}}; the status is
-    # serve/errors.py's, the same on every route (/v2 writes the same faults in its own shape).
-    @app.errorhandler(ApiError)
-    def api_error(e: ApiError):
-        return jsonify(e.body()), e.status, e.headers()
-
-    @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException):
-        return api_error(from_http(e))
-
-    @app.errorhandler(Exception)
-    def unexpected(e: Exception):
-        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
-        return api_error(Internal("internal server error"))
+    # This protocol's error shape, {"error": {"code", "message"}}; the status is serve/errors.py's,
+    # the same on every route (/v2 writes the same faults in its own shape).
+    install_handlers(app, ApiError.body)
 
     @app.get("/healthz")
     def healthz():

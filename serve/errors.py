@@ -7,8 +7,11 @@ A fault about one image of several carries its index, and its message says which
 """
 from __future__ import annotations
 
+import logging
 import re
+from typing import Callable
 
+from flask import g
 from werkzeug.exceptions import HTTPException
 
 
@@ -127,6 +130,25 @@ def at(e: ApiError, index: int, name: str | None) -> ApiError:
     if name is not None:
         e.message = f"{name}[{index}]: {e.message}"
     return e
+
+
+def install_handlers(target, body: Callable[["ApiError"], dict]) -> Callable:
+    """One error handler per protocol shape, on a Flask app or blueprint: a fault the app raised,
+    what the framework refused itself and anything unexpected (logged, then a 500) all answer as
+    `body(fault)` with the fault's status and headers. Returns the function that writes a fault as
+    a response, for a fault found outside a handler."""
+
+    def answer(e: ApiError):
+        return body(e), e.status, e.headers()
+
+    def unexpected(e: Exception):
+        logging.getLogger("serve").exception("unhandled error", extra={"request_id": g.get("request_id")})
+        return answer(Internal("internal server error"))
+
+    target.register_error_handler(ApiError, answer)
+    target.register_error_handler(HTTPException, lambda e: answer(from_http(e)))
+    target.register_error_handler(Exception, unexpected)
+    return answer
 
 
 def markdown_table() -> str:

@@ -11,16 +11,13 @@ the same status as there (serve/errors.py), written as the protocol's {"error": 
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import werkzeug.exceptions as werkzeug
-from flask import Blueprint, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from serve import rejection
 from serve.classifier import Classifier, Prediction
-from serve.errors import ApiError, BadRequest, Internal, NotFound, from_http
+from serve.errors import BadRequest, NotFound, from_http, install_handlers
 from serve.inputs import b64_image, read_body
 from serve.kserve_codec import (
     InferRequest,
@@ -35,7 +32,6 @@ from serve.kserve_codec import (
     split_body,
 )
 
-log = logging.getLogger("serve")
 
 SERVER_NAME = "digits-paddle"
 SERVER_VERSION = "1.0.0"
@@ -50,22 +46,9 @@ def _core() -> Classifier:
     return current_app.extensions["digits.classifier"]
 
 
-# The one error handler of this protocol shape, {"error": "<message>"}; the status is serve/errors.py's,
-# the same as /predict's for the same fault.
-@bp.errorhandler(ApiError)
-def _api_error(e: ApiError):
-    return jsonify({"error": e.message}), e.status, e.headers()
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(e: HTTPException):
-    return _api_error(from_http(e))
-
-
-@bp.errorhandler(Exception)
-def _unexpected(e: Exception):
-    log.exception("unhandled error", extra={"request_id": g.get("request_id")})
-    return _api_error(Internal("internal server error"))
+# This protocol's error shape, {"error": "<message>"}; the status is serve/errors.py's, the same as
+# /predict's for the same fault.
+_api_error = install_handlers(bp, lambda e: {"error": e.message})
 
 
 @bp.before_app_request
