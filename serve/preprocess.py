@@ -145,7 +145,7 @@ def shrink(gray: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
 def is_dark_on_light(gray: np.ndarray) -> bool:
     """Paper is what dominates the image border: light paper means dark ink, the usual upload."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return bool(np.median(border) > 127)
+    return percentile(border, 50) > 127
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -166,8 +166,21 @@ def thicken(crop: np.ndarray) -> np.ndarray:
         img = cv2.dilate(img, np.ones((3, 3), np.uint8), iterations=min(grow, 8))
     out = img.astype(np.float32) / 255.0
     # MNIST strokes have saturated cores; a faint pen or a thin stroke's blur should not look grey.
-    core = np.percentile(out[out > 0.35], 90) if (out > 0.35).any() else 1.0
+    strokes = out[out > 0.35]
+    core = percentile(strokes, 90) if strokes.size else 1.0
     return np.clip(out / max(core, 1e-3), 0.0, 1.0)
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """np.percentile(values, q) of a 1-D array, the same value (linear interpolation, numpy's own
+    lerp), by one partial sort: np.percentile's generality costs ~0.15 ms a call, a tenth of a
+    small picture's whole preprocessing."""
+    pos = q / 100.0 * (values.size - 1)
+    lo = int(pos)
+    hi, t = min(lo + 1, values.size - 1), pos - lo
+    part = np.partition(values, (lo, hi))
+    a, b = part[lo], part[hi]  # numpy scalars: the arithmetic stays in the array's precision, as numpy's
+    return float(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
 
 
 def fit_box(crop: np.ndarray, box: int) -> np.ndarray:
@@ -182,8 +195,10 @@ def fit_box(crop: np.ndarray, box: int) -> np.ndarray:
 def centre_by_mass(digit: np.ndarray, frame: int = FRAME) -> np.ndarray:
     """Place the digit in a frame x frame canvas with its centre of mass at the centre."""
     h, w = digit.shape
-    m = cv2.moments(digit.astype(np.float32, copy=False))  # one pass in C, not three [h, w] products
-    cy, cx = (m["m01"] / m["m00"], m["m10"] / m["m00"]) if m["m00"] > 0 else (h / 2, w / 2)
+    # From the row and column sums (cv2.moments takes ~0.13 ms on a 20x20 float image, this ~10 us).
+    rows, cols = digit.sum(1, dtype=np.float64), digit.sum(0, dtype=np.float64)
+    mass = rows.sum()
+    cy, cx = (rows @ np.arange(h) / mass, cols @ np.arange(w) / mass) if mass > 0 else (h / 2, w / 2)
     top = int(np.clip(round(frame / 2 - cy - 0.5), 0, frame - h))
     left = int(np.clip(round(frame / 2 - cx - 0.5), 0, frame - w))
     out = np.zeros((frame, frame), np.float32)

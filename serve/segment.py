@@ -247,7 +247,8 @@ def segment(mask: np.ndarray) -> list[Segment]:
     found: list[Segment] = []
     for n, (box, members) in enumerate(groups):
         x, y, w, h = box
-        own = np.isin(labels[y : y + h, x : x + w], members)
+        inside = labels[y : y + h, x : x + w]
+        own = inside == members[0] if len(members) == 1 else np.isin(inside, members)  # isin costs ~0.1 ms
         parts = [_tight(part, box) for part in split_wide(own, h, width_of[n])]
         parts = [p for p in parts if p is not None]
         # Digits that touch are each about as tall as the pair; a wide digit cut in two is not

@@ -7,7 +7,7 @@ from PIL import Image, ImageFilter
 
 from serve.errors import BadImage, NoDigit, TooLarge, UnsupportedType
 from serve.preprocess import (Limits, Spec, centre_by_mass, decode, fit_box, is_dark_on_light, normalize, prepare,
-                              prepare_gray, sniff_format, stroke_width, to_gray)
+                              percentile, prepare_gray, sniff_format, stroke_width, to_gray)
 from tests.images import encode
 from tests.uploads import KINDS
 
@@ -101,6 +101,26 @@ def test_digit_is_fitted_into_the_20_pixel_box_keeping_aspect():
     assert frame.shape == (28, 28)
     rows = np.flatnonzero(frame.max(1) > 0.5)
     assert rows[0] == 4 and rows[-1] == 23
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_percentile_is_numpys_to_the_last_bit(dtype):
+    # It replaces np.percentile on the hot path; a tensor must not change by a rounding.
+    rng = np.random.default_rng(0)
+    for n in list(range(1, 12)) + [int(v) for v in rng.integers(12, 500, 300)]:
+        values = (rng.random(n) * 255).astype(dtype)
+        for q in (50, 90):
+            assert percentile(values, q) == float(np.percentile(values, q)), (n, q)
+
+
+def test_centre_of_mass_of_a_lopsided_digit_lands_at_the_centre():
+    digit = np.zeros((20, 12), np.float32)
+    digit[:, :3] = 1.0  # all the mass at the left edge
+    digit[0, 11] = 1.0
+    frame = centre_by_mass(digit)
+    rows, cols = np.indices(frame.shape)
+    cy, cx = (rows * frame).sum() / frame.sum(), (cols * frame).sum() / frame.sum()
+    assert abs(cy - 13.5) <= 0.5 and abs(cx - 13.5) <= 0.5
 
 
 def test_alpha_canvas_strokes_are_ink_whatever_their_colour():
