@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from serve.components import components
 from serve.errors import NoDigit
 
 # One thread per call: requests already run in parallel (workers x threads), and OpenCV's own
@@ -120,7 +121,7 @@ def _runs_across(mask: np.ndarray, span: float) -> np.ndarray:
         return np.zeros_like(mask)
     # Joined across gaps: where the pen crossed it, a line may be broken for a digit's width.
     joined = cv2.dilate(pieces, np.ones((1, max(seg, sw // 6)), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    n, labels, stats = components(joined)
     if not (stats[1:, cv2.CC_STAT_WIDTH] >= span * sw).any():
         return np.zeros_like(mask)
     ys, xs = np.nonzero(pieces)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from serve.components import components
 
 MIN_HEIGHT = 6  # pixels of the working picture: anything shorter is a speck
 MARK_HEIGHT = 0.45  # a group shorter than this fraction of the line's digits is a mark, not a digit
@@ -44,8 +45,8 @@ class Segment:
 def pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(labels, stats): the 8-connected components of the mask; stats rows are x, y, w, h, area
     (row 0, the background, included)."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    return labels, stats[:, :5]
+    _, labels, stats = components(mask)
+    return labels, stats
 
 
 def _union(a, b):
