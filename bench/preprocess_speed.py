@@ -47,8 +47,9 @@ def measure(kind_images: list[bytes], repeats: int) -> dict:
     from PIL import Image
 
     from serve.preprocess import Limits, Spec, decode_sized, prepare_gray, to_gray
+    from train.mnist import MEAN, STD
 
-    spec, limits = Spec(mean=0.1307, std=0.3081), Limits()
+    spec, limits = Spec(mean=MEAN, std=STD), Limits()
     total, t_decode, t_gray, t_prepare = [], [], [], []
     for _ in range(repeats):
         for data in kind_images:

@@ -21,8 +21,9 @@ from PIL import Image
 from serve.errors import ApiError, BadImage, NoDigit, SeveralDigits, TooLarge, UnsupportedType
 from serve.preprocess import MAGIC, Limits, Spec, prepare, prepare_gray
 from tests import hostile
+from train.mnist import MEAN, STD
 
-SPEC = Spec(mean=0.1307, std=0.3081)
+SPEC = Spec(mean=MEAN, std=STD)
 # A lower pixel limit than the server's keeps each example fast (a mutated header can claim a big
 # image); the limit's own behaviour is tested with the real one in test_hostile_inputs.py.
 LIMITS = Limits(max_pixels=2_000_000)

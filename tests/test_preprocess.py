@@ -10,8 +10,9 @@ from serve.preprocess import (Limits, Spec, centre_by_mass, decode, fit_box, is_
                               percentile, prepare_gray, sniff_format, stroke_width, to_gray)
 from tests.images import encode
 from tests.uploads import KINDS
+from train.mnist import MEAN, STD
 
-SPEC = Spec(mean=0.1307, std=0.3081)
+SPEC = Spec(mean=MEAN, std=STD)
 
 
 @pytest.fixture(scope="module")
