@@ -32,6 +32,7 @@ LINE_SQUEEZE = 4  # lines are searched on a copy squeezed this much along them: 
 LINE_CUT = 0.12  # paper lines are searched among pixels this dark (fraction of a stroke's darkness)
 LINE_COVER = 0.8  # a line has pixels near its curve in this fraction of the columns it spans
 LINE_THICK = 6  # pixels per column above which a long run is a scribble, not a paper line
+GRAIN_TAIL = 0.05  # the grain's histogram ends where it falls to this fraction of its peak
 MAX_INK_FRACTION = 0.5  # more "ink" than this is texture, not writing (a bold digit filling its picture: ~40%)
 
 
@@ -88,17 +89,23 @@ def ink_levels(darkness: np.ndarray) -> tuple[float, float, float]:
 
 
 def noise_floor(darkness: np.ndarray, level: float) -> float:
-    """Darkness that JPEG noise and paper grain reach: four times their spread on the paper
-    (the pixels darker than a quarter of a stroke), from the histogram: one pass in C."""
+    """Darkness that JPEG noise and paper grain reach: four times their spread on the paper (the
+    pixels darker than a quarter of a stroke), from the histogram: one pass in C.
+
+    The grain is the histogram's first bump: its spread is measured up to where the bump has
+    fallen to 5% of its height. Faint grid lines are among those pixels too, a second bump
+    further up that would inflate the spread until the noise floor sat on the lines themselves
+    and they broke into dashes where they are searched."""
     hist = cv2.calcHist([darkness], [0], None, [256], [0, 256]).ravel()
-    cut = int(np.ceil(level * 0.25))
-    hist = hist[:cut].astype(np.float64)
-    total = hist.sum()
-    if total == 0:
+    hist = hist[: int(np.ceil(level * 0.25))].astype(np.float64)
+    if hist.size < 2 or hist.sum() == 0:
         return 0.0
-    values = np.arange(cut, dtype=np.float64)
-    mean = (hist * values).sum() / total
-    return float(np.sqrt(max(0.0, (hist * values**2).sum() / total - mean**2))) * 4
+    # Bin 0 holds everything at or below the paper level: the bump's height is read beside it.
+    low = np.flatnonzero(hist[1:] < GRAIN_TAIL * hist[1:].max())
+    top = int(low[0]) + 1 if low.size else hist.size
+    h, values = hist[:top], np.arange(top, dtype=np.float64)
+    mean = (h * values).sum() / h.sum()
+    return float(np.sqrt(max(0.0, (h * values**2).sum() / h.sum() - mean**2))) * 4
 
 
 def _runs_across(mask: np.ndarray, span: float) -> np.ndarray:
