@@ -21,6 +21,7 @@ from serve import rejection
 from serve.config import ServeConfig
 from serve.errors import ApiError, BadRequest, NotReady, TooLarge, at
 from serve.preprocess import Digit, Limits, prepare, read
+from serve.reading import choose
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,10 @@ class Classifier:
         """Every digit on one picture, in reading order, with where each was found."""
         manifest = self.manifest()
         found = read(data, self.service.spec, self.limits, self.config.max_digits)
-        return self._judge(self._infer(np.stack([d.tensor for d in found])), manifest, [d.image for d in found]), found
+        probs = self._infer(np.stack([d.tensor for d in found]))  # every reading of ambiguous ink at once
+        keep = choose(found, probs)
+        found = [found[i] for i in keep]
+        return self._judge(probs[keep], manifest, [d.image for d in found]), found
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         probs = self.service.probabilities(batch)  # the batcher: queued with other requests' images

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, ImageStat
 
 from serve.errors import BadImage, NoDigit, SeveralDigits, TooLarge, TooManyDigits, UnsupportedType
 from serve.ink import Ink, ink_mask
-from serve.segment import Segment, merge, segment
+from serve.segment import Segment, favoured, merge, segment
 
 # Allowed formats, recognised by their magic bytes before any decoder runs. PNG covers canvas
 # exports and scans, JPEG covers phone photos; everything else is refused unparsed.
@@ -69,6 +69,8 @@ class Prepared:
 class Digit(Prepared):
     box: tuple[int, int, int, int] = (0, 0, 0, 0)  # x, y, w, h in the uploaded picture's pixels (upright)
     line: int = 0  # line of text, from the top
+    choice: int = -1  # the ambiguous group this digit is one reading of (serve/segment.py); -1: none
+    option: int = 0  # which reading of it: 0 is the one the shapes favour
 
 
 def sniff_format(data: bytes) -> str:
@@ -250,7 +252,9 @@ def model_input(crop: np.ndarray, spec: Spec) -> Prepared:
 
 def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
               max_digits: int = MAX_DIGITS, one: bool = False) -> list[Digit]:
-    """A grayscale picture (any polarity, any size) -> its digits in reading order.
+    """A grayscale picture (any polarity, any size) -> its digits in reading order, with each
+    reading of ink that may be one wide digit or several touching ones (serve/reading.py's
+    `choose` keeps the one the model believes).
 
     The page is searched on a copy at most READ_SIZE pixels long; `size` is the (width, height)
     the boxes are given in (the uploaded picture, which may have been decoded smaller).
@@ -264,9 +268,11 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     segments = segment(ink.mask)
     if not segments:
         raise NoDigit("no digit found: too little ink")
-    if one and len(segments) > 1 and len({s.line for s in segments}) == len(segments):
-        segments = [merge(segments)]
-    if len(segments) > max_digits:
+    if one:
+        segments = favoured(segments)
+        if len(segments) > 1 and len({s.line for s in segments}) == len(segments):
+            segments = [merge(segments)]
+    if len(favoured(segments)) > max_digits:
         raise TooManyDigits(f"the picture holds more than {max_digits} digits; the limit is {max_digits}")
     width, height = size or (gray.shape[1], gray.shape[0])
     sx, sy = width / work.shape[1], height / work.shape[0]
@@ -275,7 +281,7 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
         x, y, w, h = seg.box
         box = (int(x * sx), int(y * sy), max(1, round(w * sx)), max(1, round(h * sy)))
         p = model_input(digit_ink(ink, seg, light), spec)
-        out.append(Digit(tensor=p.tensor, image=p.image, box=box, line=seg.line))
+        out.append(Digit(tensor=p.tensor, image=p.image, box=box, line=seg.line, choice=seg.choice, option=seg.option))
     return out
 
 

@@ -1,5 +1,26 @@
-"""The answer of POST /read: the digits found on a picture, each as /predict describes one digit."""
+"""The answer of POST /read: the digits found on a picture, each as /predict describes one digit,
+and which reading of ambiguous ink (one wide digit, or digits that touch) the model believes."""
 from __future__ import annotations
+
+import numpy as np
+
+
+
+def choose(found: list, probs: np.ndarray) -> list[int]:
+    """Indices of `found` (serve/preprocess.py's Digits, with their `choice` and `option`) to keep:
+    every digit without alternatives, and of each ambiguous group the reading whose digits the
+    model is most sure of together: the product of their calibrated top probabilities (which
+    count "not a digit" against them) is the chance that every one of them is read right."""
+    score: dict[tuple[int, int], float] = {}
+    for d, row in zip(found, probs):
+        if d.choice >= 0:
+            key = (d.choice, d.option)
+            score[key] = score.get(key, 0.0) + float(np.log(max(float(row.max()), 1e-12)))
+    best: dict[int, tuple[float, int]] = {}
+    for (choice, option), s in score.items():
+        if choice not in best or s > best[choice][0]:  # a tie keeps the reading the shapes favour
+            best[choice] = (s, option)
+    return [i for i, d in enumerate(found) if d.choice < 0 or best[d.choice][1] == d.option]
 
 
 def reading(described: list[dict], found: list, model: dict) -> dict:

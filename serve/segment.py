@@ -7,8 +7,10 @@ speck, a dot, a dash or a tick beside the number are not. So:
   group        pieces stacked above one another (overlapping in x, close in y) form one digit,
                small pieces join the digit they sit on, the rest that is small is dropped;
   text_lines   digits of similar height side by side are one line of text; lines top to bottom;
-  split_wide   a group far wider than a digit is digits that touch, cut along the path that
-               crosses the least ink.
+  readings     a group wider than a digit may be digits that touch: cut along the paths that
+               cross the least ink. Its shapes favour one reading (a thin neck: digits that
+               touch; none: one wide digit), but the other readings are offered too, and the
+               model's belief chooses (serve/reading.py's `choose`).
 Boxes are (x, y, w, h) in the mask's pixels.
 """
 from __future__ import annotations
@@ -28,11 +30,16 @@ TOUCH = 0.05  # boxes this close (fraction of height) touch
 SHORT = 0.65  # a piece shorter than this fraction of its neighbour is not a digit beside it
 WIDE = 1.4  # a group wider than this many times its height is digits that touch
 PART_HEIGHT = 0.6  # each digit cut from touching digits is at least this fraction of their height
+PART_MIN = 0.6  # ... and no reading offers digits shorter than this fraction (a loop or a bar cut off)
 NEIGHBOURS_WIDE = 1.45  # ... or this many times as wide as the digits beside it
 REMNANT_TALL = 1.8  # a thin upright this many times the median group's height is a line, not a "1"
 REMNANT_THIN = 0.12  # ... when no wider than this fraction of its height
 NECK = 1.2  # a cut between touching digits crosses at most this many stroke widths of ink (+1 px)
 DIGIT_ASPECT = 0.72  # a typical handwritten digit's width over its height
+CUT_OFFSETS = (-0.3, 0.3)  # other places a cut between touching digits is looked for (digit widths)
+CUT_REACH = 0.2  # ... within this much of a digit width
+OFFER_CUT = 0.85  # a group this much wider than tall, with digits beside it, may be two that touch:
+OFFER_ALONE = 1.15  # ... or this much, alone on its line (a lone "0" or "4" is often wider than tall)
 
 
 @dataclass
@@ -40,6 +47,8 @@ class Segment:
     box: tuple[int, int, int, int]  # x, y, w, h
     mask: np.ndarray  # bool [h, w]: this digit's ink inside its box
     line: int = 0  # line of text, counted from the top
+    choice: int = -1  # the ambiguous group this is one reading of (-1: the ink has one reading)
+    option: int = 0  # which reading of it: 0 is the one the shapes favour
 
 
 def pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,46 +154,51 @@ def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     return [sorted(lines[n], key=lambda i: boxes[i][0]) for n in by_top]
 
 
-def split_wide(mask: np.ndarray, height: float, digit_width: float | None = None) -> list[np.ndarray]:
-    """The digits in a group's mask, each as a mask of the group's shape: the mask itself when it
-    is one digit; several, cut along the path that crosses the least ink near each expected
-    boundary, when digits touch. `digit_width`: the typical width of the digits beside it, when
-    there are some.
+def digits_across(mask: np.ndarray, height: float, digit_width: float | None = None) -> int:
+    """How many digits a group's mask holds side by side, judged by its width alone (1: one).
+    `digit_width`: the typical width of the digits beside it, when there are some."""
+    w = mask.shape[1]
+    if digit_width is not None and w > NEIGHBOURS_WIDE * digit_width and w > 0.8 * height:
+        return int(np.clip(round(w / digit_width), 2, 8))
+    if w > WIDE * height:
+        return int(np.clip(round(w / (DIGIT_ASPECT * height)), 2, 8))
+    return 1
+
+
+def cut_into(mask: np.ndarray, k: int, offset: float = 0.0, reach: float = 0.4) -> tuple[list[np.ndarray], float]:
+    """(parts, ink): the mask cut into k digits, each a mask of the group's shape, along the path
+    that crosses the least ink near each expected boundary; and the most ink one cut crossed.
 
     Touching digits often overlap (a "6" whose loop reaches under the next digit's stroke), so
     no straight column separates them: the cut is a path from top to bottom that may bend a
     pixel per row, slipping between the two where they do not touch, crossing ink only where
-    they do. A wide digit (a flat "0", a "2" with a long foot) offers no such path: every way
-    down crosses two strokes or more.
+    they do. Cut i is searched within `reach` of a digit's width around (i + offset) widths.
     """
-    h, w = mask.shape
-    if digit_width is not None and w > NEIGHBOURS_WIDE * digit_width and w > 0.8 * height:
-        k = int(np.clip(round(w / digit_width), 2, 8))
-    elif w > WIDE * height:
-        k = int(np.clip(round(w / (DIGIT_ASPECT * height)), 2, 8))
-    else:
-        return [mask]
-    # Touching digits meet in a stroke or two: the cut crosses little ink.
-    neck = NECK * _stroke_width(mask) + 1
+    w = mask.shape[1]
     left_of = np.zeros(mask.shape, bool)  # pixels left of the last cut
-    parts, step, last = [], w / k, None
+    parts, step, last, worst = [], w / k, None, 0.0
     for i in range(1, k):
-        lo, hi = int(i * step - 0.4 * step), int(i * step + 0.4 * step)
+        at = (i + offset) * step
+        lo, hi = int(at - reach * step), int(at + reach * step)
         if last is not None:
             lo = max(lo, int(last.min()) + 1)
         lo, hi = max(lo, 1), min(hi, w - 1)
         if hi - lo < 2:
             continue
-        path, crossed = cut_path(mask[:, lo:hi], i * step - lo)
-        if crossed > neck:
-            return [mask]  # no thin neck where digits would touch: one wide digit
+        path, crossed = cut_path(mask[:, lo:hi], at - lo)
+        worst = max(worst, crossed)
         path = path + lo
         left = np.arange(w)[None, :] < path[:, None]
         parts.append(mask & left & ~left_of)
         left_of |= left
         last = path
     parts.append(mask & ~left_of)
-    return parts
+    return parts, worst
+
+
+def neck(mask: np.ndarray) -> float:
+    """The most ink a cut between two touching digits crosses: they meet in a stroke or two."""
+    return NECK * _stroke_width(mask) + 1
 
 
 def cut_path(mask: np.ndarray, centre: float) -> tuple[np.ndarray, float]:
@@ -241,30 +255,71 @@ def segment(mask: np.ndarray) -> list[Segment]:
     # about twice as wide as their neighbours.
     lines = text_lines([b for b, _ in groups])
     width_of = {}
+    accompanied = {i for members in lines if len(members) > 1 for i in members}
     for members in lines:
         widths = sorted(groups[i][0][2] for i in members)
         for i in members:
             width_of[i] = float(np.median(widths)) if len(widths) >= 3 else None
     found: list[Segment] = []
+    choices = 0
     for n, (box, members) in enumerate(groups):
         x, y, w, h = box
         inside = labels[y : y + h, x : x + w]
         own = inside == members[0] if len(members) == 1 else np.isin(inside, members)  # isin costs ~0.1 ms
-        parts = [_tight(part, box) for part in split_wide(own, h, width_of[n])]
-        parts = [p for p in parts if p is not None]
-        # Digits that touch are each about as tall as the pair; a wide digit cut in two is not
-        # (the bar of a "7" or a "5" cut off its body): keep it whole.
-        if len(parts) > 1 and min(p[0][3] for p in parts) < PART_HEIGHT * h:
-            parts = [(box, own)]
-        found.extend(Segment(box=b, mask=m) for b, m in parts if b[3] >= MIN_HEIGHT)
-    lines = text_lines([s.box for s in found])
-    ordered = []
-    for n, members in enumerate(lines):
-        for i in members:
-            found[i].line = n
-            ordered.append(found[i])
-    return ordered
+        readings = [[(box, own)]]
+        k = digits_across(own, h, width_of[n])
+        if k > 1 or w > (OFFER_CUT if n in accompanied else OFFER_ALONE) * h:
+            readings = _readings(own, box, max(k, 2), k > 1)
+        if len(readings) == 1:
+            found.append(Segment(box=box, mask=own))
+            continue
+        for option, reading in enumerate(readings):
+            found.extend(Segment(box=b, mask=m, choice=choices, option=option) for b, m in reading)
+        choices += 1
+    return _in_reading_order(found)
 
+
+def _readings(own: np.ndarray, box, k: int, wide: bool) -> list[list[tuple]]:
+    """The ways to read a group that may be one wide digit or k digits that touch, the one its
+    shapes favour first: whole, cut into k near the expected boundaries, cut elsewhere (the
+    least-ink path can slip through a gap inside one digit rather than between two), and into
+    k + 1 (three touching digits can be as wide as two)."""
+    h = box[3]
+    whole = [(box, own)]
+    cuts = [cut_into(own, k)] + [cut_into(own, k, o, CUT_REACH) for o in CUT_OFFSETS] + [cut_into(own, k + 1)]
+    splits, seen, touching = [], set(), False
+    for n, (cut, crossed) in enumerate(cuts):
+        parts = [p for p in (_tight(part, box) for part in cut) if p is not None and p[0][3] >= MIN_HEIGHT]
+        key = tuple(p[0] for p in parts)
+        if len(parts) < 2 or key in seen or min(p[0][3] for p in parts) < PART_MIN * h:
+            continue
+        seen.add(key)
+        splits.append(parts)
+        # Digits that touch meet in a thin neck and are each about as tall as the pair; a wide
+        # digit cut in two is not (the bar of a "7" or a "5" cut off its body).
+        touching |= n == 0 and wide and crossed <= neck(own) and min(p[0][3] for p in parts) >= PART_HEIGHT * h
+    return [splits[0], whole] + splits[1:] if touching else [whole] + splits
+
+
+def _in_reading_order(found: list[Segment]) -> list[Segment]:
+    """The segments by line of text, each line left to right, their `line` set. Lines are found
+    from the favoured readings; another reading of the same ink goes on its line."""
+    favoured = [s for s in found if s.option == 0]
+    line_of = {}
+    for n, members in enumerate(text_lines([s.box for s in favoured])):
+        for i in members:
+            favoured[i].line = n
+            line_of.setdefault(favoured[i].choice, n)
+    for s in found:
+        if s.option != 0:
+            s.line = line_of[s.choice]
+    return sorted(found, key=lambda s: (s.line, s.box[0], s.option))
+
+
+def favoured(segments: list[Segment]) -> list[Segment]:
+    """Of each ambiguous group, the reading its shapes favour (what the picture holds before the
+    model is asked which reading it believes)."""
+    return [s for s in segments if s.option == 0]
 
 
 def merge(segments: list[Segment]) -> Segment:

@@ -251,12 +251,15 @@ class Reader:
         """[(digit, box, line)] as /read answers them, or None for an error answer."""
         from serve.errors import ApiError
         from serve.preprocess import read
+        from serve.reading import choose
 
         try:
             found = read(data, self.spec)
         except ApiError:
             return None
         probs = self.predictor(np.stack([f.tensor for f in found]))
+        keep = choose(found, probs)
+        found, probs = [found[i] for i in keep], probs[keep]
         return [(int(self.manifest["labels"][int(p.argmax())]), f.box, f.line) for f, p in zip(found, probs)]
 
     def predict(self, data: bytes) -> tuple[int, float] | None:

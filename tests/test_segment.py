@@ -2,7 +2,7 @@
 split, reading order over several lines."""
 import numpy as np
 
-from serve.segment import cut_path, group, merge, pieces, segment, split_wide, text_lines
+from serve.segment import cut_into, cut_path, favoured, group, merge, neck, pieces, segment, text_lines
 
 
 def block(mask, x, y, w, h):
@@ -46,12 +46,17 @@ def test_touching_digits_are_cut_at_the_thinnest_ink():
     ring(mask, 20, 10, 60, 80)
     ring(mask, 90, 10, 60, 80)
     block(mask, 78, 48, 14, 4)  # where they touch
-    parts = split_wide(mask[10:90, 20:150], 80)
-    assert len(parts) == 2
+    group = mask[10:90, 20:150]
+    parts, crossed = cut_into(group, 2)
+    assert len(parts) == 2 and crossed <= neck(group), "a thin neck"
     left = np.flatnonzero(parts[0].any(0))
     assert 58 <= left[-1] <= 70 and parts[1][:, :58].sum() == 0, "cut in the touching block"
     assert (parts[0] | parts[1]).sum() == mask.sum() and not (parts[0] & parts[1]).any()
-    assert len(segment(mask)) == 2
+    found = segment(mask)
+    a, b = [s.box for s in favoured(found)]
+    assert a[0] == 20 and 78 <= a[0] + a[2] <= 92 and b[0] + b[2] == 150, "cut in the touching block"
+    # The model is still asked about the other readings: the pair as one wide digit among them.
+    assert {s.choice for s in found} == {0} and (20, 10, 130, 80) in [s.box for s in found if s.option > 0]
 
 
 def test_overlapping_touching_digits_are_cut_along_a_bent_path():
@@ -66,7 +71,7 @@ def test_overlapping_touching_digits_are_cut_along_a_bent_path():
     rows, cols = np.flatnonzero(img.any(1)), np.flatnonzero(img.any(0))
     mask = img.astype(bool)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the group's box
     x0, y0 = cols[0], rows[0]
-    parts = split_wide(mask, 60)  # height given small: the cut is under test, not when it is tried
+    parts, _ = cut_into(mask, 2)
     assert len(parts) == 2
     a, b = parts
     at = lambda m, ys, xs: m[max(0, ys[0] - y0) : ys[1] - y0, max(0, xs[0] - x0) : xs[1] - x0].sum()  # noqa: E731
@@ -80,8 +85,19 @@ def test_overlapping_touching_digits_are_cut_along_a_bent_path():
 def test_one_wide_digit_is_not_cut():
     mask = np.zeros((100, 200), bool)
     ring(mask, 20, 20, 150, 60, t=5)  # a flat "0": wide, but no thin neck anywhere
-    parts = split_wide(mask[20:80, 20:170], 60)
-    assert len(parts) == 1 and (parts[0] == mask[20:80, 20:170]).all()
+    group = mask[20:80, 20:170]
+    assert min(cut_into(group, k)[1] for k in (2, 3)) > neck(group), "every cut crosses two strokes"
+    found = segment(mask)
+    assert [s.box for s in favoured(found)] == [(20, 20, 150, 60)], "whole is what the shapes favour"
+    cuts = [s for s in found if s.option > 0]
+    assert cuts and all(s.box[3] >= 0.6 * 60 for s in cuts), "cut readings are offered, no sliver among them"
+
+
+def test_a_digit_no_wider_than_tall_has_one_reading():
+    mask = np.zeros((120, 120), bool)
+    ring(mask, 30, 20, 50, 70)
+    found = segment(mask)
+    assert [(s.box, s.choice) for s in found] == [((30, 20, 50, 70), -1)]
 
 
 def test_reading_order_is_lines_top_to_bottom_then_left_to_right():
