@@ -286,7 +286,9 @@ def _readings(own: np.ndarray, box, k: int, wide: bool) -> list[list[tuple]]:
     k + 1 (three touching digits can be as wide as two)."""
     h = box[3]
     whole = [(box, own)]
-    cuts = [cut_into(own, k)] + [cut_into(own, k, o, CUT_REACH) for o in CUT_OFFSETS] + [cut_into(own, k + 1)]
+    cuts = [cut_into(own, k)] + [cut_into(own, k, o, CUT_REACH) for o in CUT_OFFSETS]
+    if wide:  # three touching digits can be as wide as two
+        cuts.append(cut_into(own, k + 1))
     splits, seen, touching = [], set(), False
     for n, (cut, crossed) in enumerate(cuts):
         parts = [p for p in (_tight(part, box) for part in cut) if p is not None and p[0][3] >= MIN_HEIGHT]
