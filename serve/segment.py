@@ -26,6 +26,7 @@ MARK_HEIGHT = 0.45  # a group shorter than this fraction of the line's digits is
 MINOR_AREA = 0.12  # a piece with less ink than this fraction of the largest piece is a fragment
 ATTACH = 0.3  # a fragment joins a digit within this fraction of the digit height
 STACK_GAP = 0.45  # pieces overlapping in x and this close in y (fraction of digit height) are one digit
+STACK_WIDER = 4.0  # ... unless one is more than this many times as wide as the other
 TOUCH = 0.05  # boxes this close (fraction of height) touch
 SHORT = 0.65  # a piece shorter than this fraction of its neighbour is not a digit beside it
 WIDE = 1.4  # a group wider than this many times its height is digits that touch
@@ -91,7 +92,10 @@ def group(stats: np.ndarray) -> list[tuple[tuple[int, int, int, int], list[int]]
                 ba, bb = groups[a][0], groups[b][0]
                 narrow = min(ba[2], bb[2])
                 tall, short = max(ba[3], bb[3]), min(ba[3], bb[3])
-                stacked = _x_overlap(ba, bb) >= 0.5 * narrow and _y_gap(ba, bb) < STACK_GAP * max(tall, ref * 0.5)
+                # (Parts of one digit are of a digit's width: a flat piece many times wider than the
+                # other is a paper line left in, or a stroke under the number, not its bar.)
+                stacked = (_x_overlap(ba, bb) >= 0.5 * narrow and _y_gap(ba, bb) < STACK_GAP * max(tall, ref * 0.5)
+                           and max(ba[2], bb[2]) <= STACK_WIDER * max(narrow, 0.5 * short))
                 # A stroke that came loose beside the body (a "4"'s upright, a "5"'s bar): boxes that
                 # touch, one much shorter. Two digits side by side are about equally tall.
                 beside = -_x_overlap(ba, bb) <= TOUCH * tall and short < SHORT * tall and _y_gap(ba, bb) < 0

@@ -44,6 +44,22 @@ def test_tilted_ruled_lines_are_found_and_a_stroke_is_not():
     assert horizontal.sum() > 0.8 * 7 * 2 * 400 * 0.9
 
 
+def test_tilted_lines_all_joined_by_one_stroke_are_told_apart():
+    """Every line touches the same tall stroke, so none is found alone to give the sheet's slope:
+    the slope at which their pixels line up best is searched for instead."""
+    mask = np.zeros((200, 360), bool)
+    xs = np.arange(360)
+    for y0 in (30, 80, 130):  # lines tilted by ~3 degrees, 2 px thick
+        ys = (y0 + 0.05 * xs).astype(int)
+        for t in range(2):
+            mask[ys + t, xs] = True
+    mask[20:160, 290:330] = True  # a bold digit down across all three (wide enough to survive the squeeze)
+    horizontal, _ = find_lines(mask)
+    for y0 in (30, 80, 130):
+        assert horizontal[int(y0 + 0.05 * 100), 100], f"the line from y={y0} is found"
+    assert not horizontal[60:70, 295:325].any(), "the digit between the lines is ink"
+
+
 def test_removing_lines_mends_the_strokes_that_cross_them():
     mask = np.zeros((200, 300), bool)
     mask[98:102, :] = True  # a line across the sheet

@@ -31,6 +31,17 @@ def test_a_lifted_bar_joins_its_digit():
     assert len(found) == 1 and found[0].box[1] == 28
 
 
+def test_a_long_flat_line_under_a_digit_is_not_part_of_it():
+    """A paper line left in (too short to be found, where it leaves the picture) or a stroke under
+    the number sits below a digit, overlapping it in x: it is not the digit's lifted bar."""
+    mask = np.zeros((200, 400), bool)
+    ring(mask, 250, 40, 40, 60)  # a "0"
+    mask[120:124, 10:390] = True  # the line, 20 px under it
+    _, stats = pieces(mask)
+    assert sorted(b for b, _ in group(stats)) == [(10, 120, 380, 4), (250, 40, 40, 60)]
+    assert [s.box for s in segment(mask)] == [(250, 40, 40, 60)]
+
+
 def test_specks_dots_and_dashes_are_not_digits():
     mask = np.zeros((150, 300), bool)
     ring(mask, 100, 30, 50, 80)  # a "0"
