@@ -265,13 +265,11 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     light = 255 - gray if is_dark_on_light(gray) else gray
     work = light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
     ink = ink_mask(work)
-    segments = segment(ink.mask)
+    segments = segment(ink.mask, alternatives=not one)
     if not segments:
         raise NoDigit("no digit found: too little ink")
-    if one:
-        segments = favoured(segments)
-        if len(segments) > 1 and len({s.line for s in segments}) == len(segments):
-            segments = [merge(segments)]
+    if one and len(segments) > 1 and len({s.line for s in segments}) == len(segments):
+        segments = [merge(segments)]
     if len(favoured(segments)) > max_digits:
         raise TooManyDigits(f"the picture holds more than {max_digits} digits; the limit is {max_digits}")
     width, height = size or (gray.shape[1], gray.shape[0])

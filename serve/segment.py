@@ -246,8 +246,10 @@ def _tight(mask: np.ndarray, box) -> tuple[tuple[int, int, int, int], np.ndarray
     return (int(x + l), int(y + t), int(r - l), int(b - t)), mask[t:b, l:r]
 
 
-def segment(mask: np.ndarray) -> list[Segment]:
-    """A mask of ink -> its digits in reading order (marks, specks and fragments left out)."""
+def segment(mask: np.ndarray, alternatives: bool = True) -> list[Segment]:
+    """A mask of ink -> its digits in reading order (marks, specks and fragments left out), with
+    every reading of ambiguous ink; without `alternatives`, only the readings the shapes favour
+    (/predict: no cut is searched that only the model could choose)."""
     labels, stats = pieces(mask)
     groups = group(stats)
     if not groups:
@@ -272,10 +274,10 @@ def segment(mask: np.ndarray) -> list[Segment]:
         own = inside == members[0] if len(members) == 1 else np.isin(inside, members)  # isin costs ~0.1 ms
         readings = [[(box, own)]]
         k = digits_across(own, h, width_of[n])
-        if k > 1 or w > (OFFER_CUT if n in accompanied else OFFER_ALONE) * h:
-            readings = _readings(own, box, max(k, 2), k > 1)
+        if k > 1 or alternatives and w > (OFFER_CUT if n in accompanied else OFFER_ALONE) * h:
+            readings = _readings(own, box, max(k, 2), k > 1, alternatives)
         if len(readings) == 1:
-            found.append(Segment(box=box, mask=own))
+            found.extend(Segment(box=b, mask=m) for b, m in readings[0])
             continue
         for option, reading in enumerate(readings):
             found.extend(Segment(box=b, mask=m, choice=choices, option=option) for b, m in reading)
@@ -283,16 +285,18 @@ def segment(mask: np.ndarray) -> list[Segment]:
     return _in_reading_order(found)
 
 
-def _readings(own: np.ndarray, box, k: int, wide: bool) -> list[list[tuple]]:
+def _readings(own: np.ndarray, box, k: int, wide: bool, alternatives: bool) -> list[list[tuple]]:
     """The ways to read a group that may be one wide digit or k digits that touch, the one its
     shapes favour first: whole, cut into k near the expected boundaries, cut elsewhere (the
     least-ink path can slip through a gap inside one digit rather than between two), and into
-    k + 1 (three touching digits can be as wide as two)."""
+    k + 1 (three touching digits can be as wide as two). Without `alternatives`, only the first."""
     h = box[3]
     whole = [(box, own)]
-    cuts = [cut_into(own, k)] + [cut_into(own, k, o, CUT_REACH) for o in CUT_OFFSETS]
-    if wide:  # three touching digits can be as wide as two
-        cuts.append(cut_into(own, k + 1))
+    cuts = [cut_into(own, k)]
+    if alternatives:
+        cuts += [cut_into(own, k, o, CUT_REACH) for o in CUT_OFFSETS]
+        if wide:
+            cuts.append(cut_into(own, k + 1))
     splits, seen, touching = [], set(), False
     for n, (cut, crossed) in enumerate(cuts):
         parts = [p for p in (_tight(part, box) for part in cut) if p is not None and p[0][3] >= MIN_HEIGHT]
@@ -304,18 +308,19 @@ def _readings(own: np.ndarray, box, k: int, wide: bool) -> list[list[tuple]]:
         # Digits that touch meet in a thin neck and are each about as tall as the pair; a wide
         # digit cut in two is not (the bar of a "7" or a "5" cut off its body).
         touching |= n == 0 and wide and crossed <= neck(own) and min(p[0][3] for p in parts) >= PART_HEIGHT * h
-    return [splits[0], whole] + splits[1:] if touching else [whole] + splits
+    readings = [splits[0], whole] + splits[1:] if touching else [whole] + splits
+    return readings if alternatives else readings[:1]
 
 
 def _in_reading_order(found: list[Segment]) -> list[Segment]:
     """The segments by line of text, each line left to right, their `line` set. Lines are found
     from the favoured readings; another reading of the same ink goes on its line."""
-    favoured = [s for s in found if s.option == 0]
+    first = favoured(found)
     line_of = {}
-    for n, members in enumerate(text_lines([s.box for s in favoured])):
+    for n, members in enumerate(text_lines([s.box for s in first])):
         for i in members:
-            favoured[i].line = n
-            line_of.setdefault(favoured[i].choice, n)
+            first[i].line = n
+            line_of.setdefault(first[i].choice, n)
     for s in found:
         if s.option != 0:
             s.line = line_of[s.choice]

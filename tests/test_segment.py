@@ -68,6 +68,9 @@ def test_touching_digits_are_cut_at_the_thinnest_ink():
     assert a[0] == 20 and 78 <= a[0] + a[2] <= 92 and b[0] + b[2] == 150, "cut in the touching block"
     # The model is still asked about the other readings: the pair as one wide digit among them.
     assert {s.choice for s in found} == {0} and (20, 10, 130, 80) in [s.box for s in found if s.option > 0]
+    # /predict asks for the favoured readings only: the same digits, no other cut searched.
+    alone = segment(mask, alternatives=False)
+    assert [s.box for s in alone] == [a, b] and {s.choice for s in alone} == {-1}
 
 
 def test_overlapping_touching_digits_are_cut_along_a_bent_path():
