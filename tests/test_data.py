@@ -121,6 +121,17 @@ def test_batches_depend_only_on_seed_epoch_and_step(data):
     assert not np.array_equal(epoch_order(100, 3, 1), epoch_order(100, 3, 2))
 
 
+def test_augmentation_starts_at_its_epoch(data):
+    split = load_split(data, "train")
+
+    def first_batch(epoch, augment):
+        kw = dict(batch_size=16, seed=3, epoch=epoch, augment=augment, augment_from_epoch=1)
+        return next(iter(train_batches(split.images, split.labels, **kw)))[1]
+
+    assert np.array_equal(first_batch(0, Augment()), first_batch(0, None))  # before it: plain digits
+    assert not np.array_equal(first_batch(1, Augment()), first_batch(1, None))
+
+
 def test_augmentation_keeps_digits_plausible(mnist_dir):
     split = load_split(mnist_dir, "test")
     x = split.images[:200]

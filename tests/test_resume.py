@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import PYTHON, REPO, run_module
 
 ARGS = ["--model", "cnn", "--epochs", "2", "--batch-size", "32", "--val-size", "100", "--log-every", "1", "--ema", "0.9",
+        "--augment-from-epoch", "1",  # resumed in epoch 0: the augmented epoch 1 runs after it
         "--checkpoint-every", "4", "--keep-checkpoints", "2", "--no-progress", "--threads", "1"]
 
 

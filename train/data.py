@@ -133,6 +133,7 @@ def train_batches(
     epoch: int,
     start_step: int = 0,
     augment: Augment | None = None,
+    augment_from_epoch: int = 0,
     drop_last: bool = True,
     prefetch: int = 4,
     part: slice = slice(None),
@@ -143,7 +144,10 @@ def train_batches(
     norm statistics, and the shuffle puts those records into other batches next epoch.
     Batches are built in a background thread so the trainer never waits on augmentation.
     `part` keeps only that slice of every batch (a data-parallel rank's share), augmenting only it.
+    Epochs before `augment_from_epoch` are plain: early on the distortions only slow learning down.
     """
+    if epoch < augment_from_epoch:
+        augment = None
     order = epoch_order(len(labels), seed, epoch)
     total = steps_per_epoch(len(labels), batch_size, drop_last)
 

@@ -169,7 +169,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
 
             batches = train_batches(  # each rank loads and augments only its slice of every global batch
                 data.train_x, data.train_y, batch_size=cfg.batch_size, seed=cfg.seed,
-                epoch=epoch, start_step=pos.step, augment=augment, part=dist.part(cfg.batch_size),
+                epoch=epoch, start_step=pos.step,
+                augment=augment, augment_from_epoch=cfg.augment_from_epoch, part=dist.part(cfg.batch_size),
             )
             if negatives is not None:  # each rank adds its own share, drawn with its own seed
                 batches = openset.mix(batches, negatives, cfg.negatives, seed=dist.rank_seed(cfg.seed), epoch=epoch)
