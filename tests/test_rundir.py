@@ -37,13 +37,3 @@ def test_newest_run_with_a_best_checkpoint(tmp_path):
     (run.best_dir / "state.json").write_text("{}")
     assert newest_with_best(tmp_path).path == run.path
 
-
-def test_a_config_saved_before_a_setting_existed_resumes_as_it_began():
-    from train.config import TrainConfig
-
-    new = TrainConfig().resolved()
-    assert TrainConfig.from_dict(new.to_dict()) == new
-    old = {k: v for k, v in new.to_dict().items() if k not in ("negatives", "augment_from_epoch")}
-    cfg = TrainConfig.from_dict(old)
-    assert cfg.negatives == 0.0 and cfg.augment_from_epoch == 0  # what such runs did, not today's defaults
-    assert new.augment_from_epoch > 0
