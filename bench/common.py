@@ -78,8 +78,9 @@ def machine() -> dict:
         mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
         mem_gb = None
-    return {"host": platform.node(), "cpu": cpu, "cpu_vendor": cpu_vendor(), "cores": os.cpu_count(), "memory_gb": mem_gb,
-            "os": platform.platform(), "python": platform.python_version(), "load_avg": list(os.getloadavg())}
+    return {"host": platform.node(), "cpu": cpu, "cpu_vendor": cpu_vendor(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+            "memory_gb": mem_gb, "os": platform.platform(), "python": platform.python_version(),
+            "load_avg": list(os.getloadavg())}
 
 
 SIMD_FLAGS = ("sse4_2", "avx", "fma", "f16c", "amx")  # prefixes: avx covers AVX2, AVX-512 and AVX-VNNI

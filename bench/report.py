@@ -65,7 +65,8 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = [f"# Bench {result['started']}{' (quick: smoke run, numbers not meaningful)' if result['quick'] else ''}", "",
-             f"{m['cpu']} ({m['cpu_vendor']}), {m['cores']} cores, {m['memory_gb']} GB; load average at start "
+             f"{m['cpu']} ({m['cpu_vendor']}), {m['cores']} cores, {m['memory_gb']} GB; "
+             f"flags: {' '.join(m.get('cpu_flags', [])) or 'unknown'}; load average at start "
              f"{', '.join(f'{x:.2f}' for x in m['load_avg'])}, at end {', '.join(f'{x:.2f}' for x in result.get('load_avg_end', []))}. "
              f"git {result['git'].get('commit')}{' (dirty)' if result['git'].get('dirty') else ''}; "
              + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v), ""]

@@ -15,6 +15,8 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, committed_model):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "latest.json").read_text())
     assert result["quick"] is True and result["machine"]["cores"] >= 1
+    flags = result["machine"]["cpu_flags"]  # every result says which vector units it ran on
+    assert any(f.startswith("avx") for f in flags) and f"flags: {' '.join(flags)}" in (tmp_path / "latest.md").read_text()
     sections = result["sections"]
     assert set(sections) == {"train", "model", "preprocess", "app", "http"}
     assert not [name for name, s in sections.items() if "error" in s], json.dumps(sections, indent=1)[:3000]

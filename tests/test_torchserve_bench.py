@@ -70,8 +70,9 @@ def test_the_ratio_is_the_median_of_the_per_round_ratios_and_the_target_needs_bo
 
 
 def test_the_markdown_shows_the_machine_the_rows_and_the_verdict():
-    result = {"started": "2026-12-02T05:00:00+00:00", "machine": {"cpu": "AMD EPYC", "cores": 2, "load_avg": [2.0, 1, 1]},
-              "cpu_flags": ["avx2", "fma"], "load_avg_end": [3.0, 1, 1], "png_bytes": 178, "rounds": 2, "duration_s": 5.0,
+    result = {"started": "2026-12-02T05:00:00+00:00", "machine": {"cpu": "AMD EPYC", "cores": 2, "load_avg": [2.0, 1, 1],
+                                                                 "cpu_flags": ["avx2", "fma"]},
+              "load_avg_end": [3.0, 1, 1], "png_bytes": 178, "rounds": 2, "duration_s": 5.0,
               "torchserve": {"version": "0.12.0", "workers": 2, "omp_num_threads": 1},
               "prepare": {"train_images": 60000, "test_accuracy": 0.98}, "answers": {"ours": 1, "torchserve": 1},
               "summary": summarize(rounds([50, 60]))}

@@ -22,7 +22,7 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.common import MARK, REPO, cpu_flags, machine, mnist_dir, stop_group
+from bench.common import MARK, REPO, machine, mnist_dir, stop_group
 from bench.http_load import Server, free_port, upload_png, wrk
 from bench.torchserve.results import answered_digit, markdown, summarize
 
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         return 2
     concurrency = args.concurrency.split(",")
     started = datetime.now(timezone.utc)
-    result = {"started": started.isoformat(timespec="seconds"), "machine": machine(), "cpu_flags": cpu_flags(),
+    result = {"started": started.isoformat(timespec="seconds"), "machine": machine(),
               "rounds": args.rounds, "duration_s": args.duration}
     with tempfile.TemporaryDirectory(prefix="bench-torchserve-") as tmp:
         work = Path(args.log_dir or tmp)

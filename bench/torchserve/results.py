@@ -66,7 +66,7 @@ def _trained(prep: dict) -> str:
 def markdown(result: dict) -> str:
     s, m = result["summary"], result["machine"]
     lines = [f"# TorchServe's MNIST example against this server ({result['started']})", "",
-             f"CPU: {m['cpu']}, {m['cores']} cores; flags: {' '.join(result['cpu_flags'])}; "
+             f"CPU: {m['cpu']}, {m['cores']} cores; flags: {' '.join(m['cpu_flags'])}; "
              f"load average at start {m['load_avg'][0]:.1f}, at end {result['load_avg_end'][0]:.1f}.",
              f"Same {result['png_bytes']}-byte 28x28 PNG as an image/png body to both; {result['rounds']} interleaved rounds of "
              f"{result['duration_s']:g} s per setting, medians. TorchServe {result['torchserve']['version']}: "
