@@ -48,6 +48,30 @@ def test_negatives_are_seeded_and_pass_serving_preprocessing():
     assert whole.refused == a.refused and whole.stroke_like == a.stroke_like
 
 
+def test_drawn_negatives_made_small_once_are_as_soft_as_mnist():
+    from train import negatives as neg
+
+    ink = np.zeros((neg.CANVAS, neg.CANVAS), np.float32)
+    ink[20:90, 30:40] = ink[20:30, 30:80] = 1.0  # a crisp "Γ", 70 px tall, off centre
+    small = neg.as_mnist(ink)
+    rows, cols = np.flatnonzero(small.max(1) > 25), np.flatnonzero(small.max(0) > 25)
+    assert small.shape == (28, 28) and small.dtype == np.uint8
+    assert rows[-1] - rows[0] + 1 <= 20 and 18 <= rows[-1] - rows[0] + 1  # MNIST's 20x20 box
+    ys, xs = np.nonzero(small)
+    assert abs(np.average(ys, weights=small[ys, xs]) - 13.5) < 1 and abs(np.average(xs, weights=small[ys, xs]) - 13.5) < 1
+    up = neg.small_once(ink, np.random.default_rng(0))
+    assert 56 <= up.shape[0] < 2 * neg.CANVAS and up.shape[0] == up.shape[1] and 0 <= up.min() and up.max() <= 1
+    soft = lambda a: ((a > 0.1) & (a < 0.9)).sum() / max((a >= 0.9).sum(), 1)  # edge pixels per core pixel
+    assert soft(up) > 3 * soft(ink)
+    # in the pool: only drawn kinds change, each from the drawing it had before (its own random stream;
+    # the draws both pools kept are compared, as preprocessing may refuse a different few)
+    a, b = neg.make(60, seed=5), neg.make(60, seed=5, small_share=1.0)
+    same = {i: (x, k) for i, x, k in zip(a.index, a.images, a.kinds)}
+    changed = [k for i, x, k in zip(b.index, b.images, b.kinds) if i in same and not np.array_equal(same[i][0], x)]
+    kept = [k for i, x, k in zip(b.index, b.images, b.kinds) if i in same and np.array_equal(same[i][0], x)]
+    assert changed and set(changed) <= set(neg.DRAWN) and not set(kept) & set(neg.DRAWN)
+
+
 def test_elongation_tells_a_bar_from_a_round_mark():
     from train import negatives as neg
 

@@ -94,14 +94,16 @@ def test_two_processes_gather_the_whole_pool_of_negatives(synthetic_data, tmp_pa
     from train.data import steps_per_epoch
     from train.rundir import RunDir
 
-    args = [*ARGS[:ARGS.index("--epochs")], "--epochs", "1", *ARGS[ARGS.index("--epochs") + 2:], "--negatives", "0.125"]
+    args = [*ARGS[:ARGS.index("--epochs")], "--epochs", "1", *ARGS[ARGS.index("--epochs") + 2:], "--negatives", "0.125",
+            "--negatives-from-epoch", "0"]
     proc = subprocess.run(launch(tmp_path / "log", "--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path),
                                  "--run-name", "neg", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     made = re.search(r"(\d+) non-digit pictures made", (tmp_path / "log" / "workerlog.0").read_text())
     cfg = RunDir(tmp_path / "neg").read_config()
     per_epoch = steps_per_epoch(cfg.data["train"], cfg.batch_size, drop_last=True)
-    whole = openset.pool(openset.pool_size(cfg.negatives_pool, cfg.negatives, cfg.batch_size, per_epoch), cfg.seed)
+    whole = openset.pool(openset.pool_size(cfg.negatives_pool, cfg.negatives, cfg.batch_size, per_epoch), cfg.seed,
+                         cfg.negatives_small)
     assert made and int(made.group(1)) == len(whole) > 60  # both ranks' shares, not rank 0's alone
 
 

@@ -10,7 +10,8 @@ def test_train_with_negatives_then_export_calibrated(synthetic_data, tmp_path):
     runs, models = tmp_path / "runs", tmp_path / "models"
     out = run_module("train", "--data-dir", str(synthetic_data), "--runs-dir", str(runs), "--run-name", "oe",
                      "--model", "lenet", "--epochs", "1", "--batch-size", "32", "--val-size", "100",
-                     "--negatives", "0.25", "--negatives-pool", "120", "--no-progress").stdout
+                     "--negatives", "0.25", "--negatives-from-epoch", "0", "--negatives-pool", "120",
+                     "--no-progress").stdout
     assert "non-digit pictures made" in out
     cfg = json.loads((runs / "oe" / "config.json").read_text())
     assert cfg["negatives"] == 0.25 and cfg["negatives_pool"] == 120
@@ -45,3 +46,15 @@ def test_the_published_graph_applies_the_temperature(tiny_run, tmp_path):
     with paddle.no_grad():
         logits = model(paddle.to_tensor(x)).numpy()
     np.testing.assert_allclose(Predictor(folder, manifest)(x), softmax(logits, t), atol=1e-5)
+
+
+def test_non_digits_join_at_their_epoch(synthetic_data, tmp_path):
+    """The pool is made when the first epoch that mixes non-digits in begins, not before epoch 1."""
+    out = run_module("train", "--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path), "--run-name", "late",
+                     "--model", "lenet", "--epochs", "2", "--batch-size", "32", "--val-size", "100",
+                     "--negatives", "0.25", "--negatives-from-epoch", "1", "--negatives-pool", "60",
+                     "--no-progress").stdout
+    lines = out.splitlines()
+    made = [i for i, l in enumerate(lines) if "non-digit pictures made" in l]
+    first_epoch = next(i for i, l in enumerate(lines) if l.startswith("epoch 1/2:"))
+    assert len(made) == 1 and made[0] > first_epoch and "from epoch 2" in lines[made[0]]

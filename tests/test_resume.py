@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import PYTHON, REPO, run_module
 
 ARGS = ["--model", "cnn", "--epochs", "2", "--batch-size", "32", "--val-size", "100", "--log-every", "1", "--ema", "0.9",
-        "--augment-from-epoch", "1",  # resumed in epoch 0: the augmented epoch 1 runs after it
+        # resumed in epoch 0: epoch 1, the first augmented one with non-digits, runs after it
+        "--augment-from-epoch", "1", "--negatives-from-epoch", "1",
         "--checkpoint-every", "4", "--keep-checkpoints", "2", "--no-progress", "--threads", "1"]
 
 

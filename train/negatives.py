@@ -231,6 +231,34 @@ def noise(rng: np.random.Generator) -> np.ndarray:
     return np.clip(a, 0, 255).astype(np.uint8)
 
 
+def ink_of(gray: np.ndarray) -> np.ndarray:
+    """An upload-like picture (dark ink on light paper) -> float ink in [0, 1], light on black."""
+    ink = 255.0 - gray.astype(np.float32)
+    ink -= np.median(ink)
+    return np.clip(ink / max(float(ink.max()), 1.0), 0.0, 1.0)
+
+
+def as_mnist(ink: np.ndarray) -> np.ndarray:
+    """Float ink (light on black) -> uint8 [28, 28] in MNIST's own format: fitted into the 20x20
+    digit box, centred by mass."""
+    from serve.preprocess import FRAME, centre_by_mass, fit_box
+
+    rows, cols = np.flatnonzero(ink.max(1) > 0.1), np.flatnonzero(ink.max(0) > 0.1)
+    if not rows.size:
+        return np.zeros((FRAME, FRAME), np.uint8)
+    small = centre_by_mass(fit_box(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], DIGIT_BOX))
+    return (np.clip(small, 0, 1) * 255).round().astype(np.uint8)
+
+
+def small_once(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The drawing as it looks after being 28x28 once (as_mnist), scaled back up: the soft,
+    blocky strokes of every digit the model trains on. Non-digits drawn only at full resolution
+    teach the model to tell crisp from soft rather than digit from not a digit."""
+    size = int(rng.integers(56, 2 * CANVAS))
+    up = Image.fromarray(as_mnist(ink)).resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(up, np.float32) / 255.0
+
+
 def on_paper(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Float ink (light on black) -> an upload-like grayscale picture: dark ink, uneven paper, noise."""
     paper = rng.uniform(170, 255)
@@ -278,6 +306,7 @@ KINDS: dict[str, Callable[[Sources, np.random.Generator], np.ndarray]] = {
     "textures": lambda src, rng: crop(skimage_picture(src.textures[int(rng.integers(len(src.textures)))]), rng),
     "noise": lambda src, rng: noise(rng),
 }
+DRAWN = ("letters", "symbols", "scribbles", "shapes")  # pen-drawn kinds: small_once applies to them
 # Letters and symbols are what users most often send instead of a digit: they get more weight.
 WEIGHTS = {"letters": 0.3, "symbols": 0.2, "scribbles": 0.15, "shapes": 0.1, "photos": 0.1, "textures": 0.05, "noise": 0.1}
 
@@ -331,10 +360,12 @@ def choose_kinds(n: int, seed: int, kinds=None) -> np.ndarray:
     return np.random.default_rng([seed, 0x6E6567]).choice(names, size=n, p=p / p.sum())
 
 
-def make(n: int, seed: int, sources: Sources | None = None, kinds=None, part: tuple[int, int] = (0, 1)) -> Negatives:
+def make(n: int, seed: int, sources: Sources | None = None, kinds=None, part: tuple[int, int] = (0, 1),
+         small_share: float = 0.0) -> Negatives:
     """n pictures (fewer by those preprocessing refuses and the stroke-like ones), kinds drawn by WEIGHTS;
     a function of the seed. part=(i, k): only draws i, i+k, i+2k, ... (one process's share; merge()
-    of the k parts equals the whole, since each draw is seeded by its own number)."""
+    of the k parts equals the whole, since each draw is seeded by its own number). small_share: the
+    share of DRAWN kinds made small once (small_once), as soft as MNIST's digits."""
     src = sources or Sources.for_training()
     names = list(kinds or KINDS)
     chosen = choose_kinds(n, seed, names)
@@ -344,7 +375,11 @@ def make(n: int, seed: int, sources: Sources | None = None, kinds=None, part: tu
         kind = chosen[i]
         r = np.random.default_rng([seed, i])
         try:
-            image = prepare_gray(draw(kind, src, r), SPEC).image
+            gray = draw(kind, src, r)
+            once = np.random.default_rng([seed, i, 0x5A11])  # its own stream: the drawing above is unchanged
+            if kind in DRAWN and once.uniform() < small_share:
+                gray = on_paper(small_once(ink_of(gray), once), once)
+            image = prepare_gray(gray, SPEC).image
         except REFUSED:
             refused[kind] += 1
             continue

@@ -27,10 +27,10 @@ from train.data import normalize
 NEGATIVE = -1  # the label a negative carries through the batch
 
 
-def pool(n: int, seed: int, dist: Dist = Dist()) -> np.ndarray:
+def pool(n: int, seed: int, small_share: float, dist: Dist = Dist()) -> np.ndarray:
     """The run's negatives (uint8 [M, 28, 28]): made once, a function of the seed alone. Under
     data-parallel training each rank draws its share and all ranks gather the same whole."""
-    mine = neg.make(n, seed=seed + 0x5EED, part=(dist.rank, dist.world_size))
+    mine = neg.make(n, seed=seed + 0x5EED, part=(dist.rank, dist.world_size), small_share=small_share)
     return neg.Negatives.merge(dist.gather(mine)).images
 
 
@@ -124,7 +124,7 @@ def compare(argv=None) -> int:
     cfg = TrainConfig(limit_train=args.limit_train, epochs=args.epochs).resolved()
     setup_device(cfg)
     data = load_data(cfg)
-    negs = pool(cfg.negatives_pool, cfg.seed)
+    negs = pool(cfg.negatives_pool, cfg.seed, cfg.negatives_small)
     tune = neg.make(2000, seed=cfg.seed + 0x7E57)  # tuning negatives: other seed than training's
     up_x, up_y, _ = upload_digits(data.val_x[:2000], data.val_y[:2000], seed=cfg.seed)
     rows = []

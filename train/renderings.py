@@ -148,16 +148,10 @@ def render(drawings: np.ndarray, seed: int) -> tuple[list[bytes], np.ndarray]:
     return [KINDS[k](d, np.random.default_rng([seed, i, 0x0B5])) for i, (k, d) in enumerate(zip(kinds, drawings))], kinds
 
 
-def _drawing(gray: np.ndarray) -> np.ndarray:
-    """An upload-like grey picture (dark on light) -> light ink on black, stretched to full range."""
-    ink = 255.0 - gray.astype(np.float32)
-    ink -= np.median(ink)
-    return np.clip(ink / max(float(ink.max()), 1.0) * 255, 0, 255).astype(np.uint8)
-
-
 def negative_uploads(n: int, seed: int, sources=None) -> tuple[list[bytes], np.ndarray]:
     """n non-digit uploads of train/negatives.py's kinds (by its WEIGHTS): drawn kinds through this
-    module's upload kinds in turn, photo crops, textures and noise sent as the JPEG/PNG they are."""
+    module's upload kinds in turn, every other one drawn 28x28 first (negatives.as_mnist), as the
+    digits are; photo crops, textures and noise sent as the JPEG/PNG they are."""
     src = sources or neg.Sources.for_training()
     chosen = neg.choose_kinds(n, seed)
     upload_kinds = sorted(KINDS)
@@ -170,7 +164,9 @@ def negative_uploads(n: int, seed: int, sources=None) -> tuple[list[bytes], np.n
         elif kind == "noise":
             out.append(_bytes(Image.fromarray(gray)))
         else:
-            out.append(KINDS[upload_kinds[i % len(upload_kinds)]](_drawing(gray), rng))
+            ink = neg.ink_of(gray)
+            drawing = neg.as_mnist(ink) if i % 2 else (ink * 255).astype(np.uint8)
+            out.append(KINDS[upload_kinds[i % len(upload_kinds)]](drawing, rng))
     return out, chosen
 
 

@@ -103,12 +103,19 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
     if cfg.negatives:
         from train import openset
 
-        t_neg = time.perf_counter()
-        n = openset.pool_size(cfg.negatives_pool, cfg.negatives, cfg.batch_size, per_epoch)
-        negatives = openset.pool(n, cfg.seed, dist)
         loss_fn = openset.loss_for(cfg.open_set, cfg.negatives_weight)
-        log(f"{len(negatives)} non-digit pictures made in {time.perf_counter() - t_neg:.1f} s; "
-            f"{cfg.negatives:.3f} of each batch")
+
+    def negatives_pool():
+        """The run's non-digits, made when the first epoch that mixes them in begins (a function of
+        the seed, so a resumed run makes the same ones)."""
+        nonlocal negatives
+        if negatives is None:
+            t_neg = time.perf_counter()
+            n = openset.pool_size(cfg.negatives_pool, cfg.negatives, cfg.batch_size, per_epoch)
+            negatives = openset.pool(n, cfg.seed, cfg.negatives_small, dist)
+            log(f"{len(negatives)} non-digit pictures made in {time.perf_counter() - t_neg:.1f} s; "
+                f"{cfg.negatives:.3f} of each batch from epoch {cfg.negatives_from_epoch + 1}")
+        return negatives
 
     started = t_start - pos.wall_s
     mid_vals = mid_epoch_validations(per_epoch, 1 if dry_run else cfg.val_per_epoch)
@@ -172,8 +179,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                 epoch=epoch, start_step=pos.step,
                 augment=augment, augment_from_epoch=cfg.augment_from_epoch, part=dist.part(cfg.batch_size),
             )
-            if negatives is not None:  # each rank adds its own share, drawn with its own seed
-                batches = openset.mix(batches, negatives, cfg.negatives, seed=dist.rank_seed(cfg.seed), epoch=epoch)
+            if cfg.negatives and epoch >= cfg.negatives_from_epoch:  # each rank adds its own share, with its own seed
+                batches = openset.mix(batches, negatives_pool(), cfg.negatives, seed=dist.rank_seed(cfg.seed), epoch=epoch)
             stats = train_one_epoch(train_model, optimizer, schedule, batches, seed=dist.rank_seed(cfg.seed), epoch=epoch,
                                     l1=cfg.l1, label_smoothing=cfg.label_smoothing, on_step=on_step, loss_fn=loss_fn)
             stats = dist.reduce_epoch(stats)
