@@ -60,3 +60,18 @@ def test_concurrent_requests_under_two_workers_and_two_threads(mnist_dir, commit
         assert metric(text, "digits_inference_seconds_count") == calls
     log = (tmp_path / "server.log").read_text()
     assert log.count('"message": "model ready"') == 2, "one predictor per worker, created after fork"
+
+
+def test_the_gil_switch_interval_is_set_before_workers_fork(tmp_path):
+    """serve/gunicorn.conf.py sets it in the master, which the workers fork from (default 0.5 ms)."""
+    import os
+    import subprocess
+
+    from tests.conftest import PYTHON, REPO
+
+    code = "import runpy, sys; runpy.run_path('serve/gunicorn.conf.py'); print(sys.getswitchinterval())"
+    for env, expected in (({}, 0.0005), ({"GIL_SWITCH_MS": "2"}, 0.002)):
+        environ = {k: v for k, v in os.environ.items() if k != "GIL_SWITCH_MS"} | env
+        environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)  # or the config makes a temp folder of its own
+        out = subprocess.run([PYTHON, "-c", code], cwd=REPO, env=environ, capture_output=True, text=True, check=True)
+        assert abs(float(out.stdout.split()[-1]) - expected) < 1e-9
