@@ -15,8 +15,8 @@ DIGITS_PER_KIND = 150
 NON_DIGITS_PER_KIND = 40
 # The issue's target is 90% of non-digits flagged or refused. Version 5 (trained with three in four
 # of its drawn non-digits made 28x28 once) reaches about 88% on these held-out pictures, version 4
-# (half) 82-83%, version 3 77-80%, version 2 about 62%: the README says so. This floor guards what the newest version reaches (the plain model
-# of version 1 flagged about 1 in 5, the issue says).
+# (half) 82-83%, version 3 77-80%, version 2 about 62%: the README says so. This floor guards what
+# the newest version reaches (the plain model of version 1 flagged about 1 in 5, the issue says).
 NON_DIGITS_FLAGGED_TARGET = 0.90
 NON_DIGITS_FLAGGED_FLOOR = 0.82
 
