@@ -29,6 +29,7 @@ MIN_CONTRAST = 32  # grey levels between paper and ink below which we call the p
 LINE_SPAN = 0.85  # a paper line crosses nearly the whole picture; a digit's stroke does not
 LINE_SEARCH_FROM = 64  # pixels: smaller pictures are one digit, not a sheet with lines
 LINE_SQUEEZE = 4  # lines are searched on a copy squeezed this much along them: tilt becomes ~flat
+#                  (4: squeeze() reads 4 columns as one uint32)
 LINE_CUT = 0.12  # paper lines are searched among pixels this dark (fraction of a stroke's darkness)
 LINE_COVER = 0.8  # a line has pixels near its curve in this fraction of the columns it spans
 LINE_THICK = 6  # pixels per column above which a long run is a scribble, not a paper line
@@ -120,8 +121,8 @@ def _runs_across(mask: np.ndarray, span: float) -> np.ndarray:
     paper has dozens of lines, and a loop of numpy calls per line cost milliseconds.
     """
     h, w = mask.shape
-    sw = max(1, w // LINE_SQUEEZE)
-    squeezed = cv2.resize(mask.view(np.uint8) * 255, (sw, h), interpolation=cv2.INTER_AREA) > 64
+    squeezed = squeeze(mask)
+    sw = squeezed.shape[1]
     seg = max(3, sw // 24)
     pieces = cv2.morphologyEx(squeezed.view(np.uint8), cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (seg, 1)))
     if not _may_hold_lines(pieces, span, w):
@@ -131,7 +132,7 @@ def _runs_across(mask: np.ndarray, span: float) -> np.ndarray:
     n, labels, stats = components(joined)
     if not (stats[1:, cv2.CC_STAT_WIDTH] >= span * sw).any():
         return np.zeros_like(mask)
-    ys, xs = np.nonzero(pieces)
+    ys, xs = pixels(pieces)
     lab = labels[ys, xs]
     # The runs themselves (not only the joining) must cross the picture.
     first = np.full(n, sw, np.intp)
@@ -147,10 +148,28 @@ def _runs_across(mask: np.ndarray, span: float) -> np.ndarray:
     if tangled:
         slope = float(np.median([c[3] for c in curves.values()])) if curves else _common_slope(lab, xs, ys, tangled)
         line_small |= _untangle(lab, xs, ys, tangled, slope, span, sw, stats, squeezed)
-    line = cv2.resize(line_small.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    line = np.repeat(line_small.view(np.uint8), LINE_SQUEEZE, axis=1)[:, :w]
     # Back at full width, a squeezed pixel covers LINE_SQUEEZE pixels: widen by one so the ends are covered.
     line = cv2.dilate(line, np.ones((1, LINE_SQUEEZE + 1), np.uint8)) > 0
     return line & mask
+
+
+def squeeze(mask: np.ndarray) -> np.ndarray:
+    """The mask squeezed LINE_SQUEEZE (4) times along x: a pixel per 4 columns, set where at least
+    2 of its 4 are (the last group padded with unset columns). Each group of 4 bytes is read as
+    one uint32 and its set bytes summed by one multiplication: ~10x faster than an area resize."""
+    h, w = mask.shape
+    u8 = np.zeros((h, -(-w // 4) * 4), np.uint8)
+    u8[:, :w] = mask
+    words = u8.view(np.uint32)
+    return (words * np.uint32(0x01010101)) >> np.uint32(24) >= 2
+
+
+def pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) of a mask's set pixels, as np.nonzero gives them, ~5x faster: one flat search on
+    the bool view (np.nonzero on a 2-D uint8 array is a slow general path)."""
+    u8 = np.ascontiguousarray(mask).view(np.uint8) if mask.dtype == bool else mask
+    return np.divmod(np.flatnonzero(u8.view(bool)), mask.shape[1])
 
 
 def _untangle(lab, xs, ys, tangled, slope, span, sw, stats, squeezed) -> np.ndarray:
@@ -279,7 +298,7 @@ def _bands(squeezed: np.ndarray, curves: dict, stats: np.ndarray) -> np.ndarray:
     out = np.zeros(squeezed.shape, bool)
     if not curves:
         return out
-    ys, xs = np.nonzero(squeezed)
+    ys, xs = pixels(squeezed)
     keys = list(curves)
     p = np.array([curves[k] for k in keys])  # a, b, c, slope, half
     x0 = stats[keys, cv2.CC_STAT_LEFT][:, None]
@@ -297,7 +316,7 @@ def find_lines(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if min(mask.shape) < LINE_SEARCH_FROM:
         return np.zeros_like(mask), np.zeros_like(mask)  # a thumbnail of one digit: no room for ruling
     horizontal = _runs_across(mask, LINE_SPAN)
-    vertical = _runs_across(np.ascontiguousarray(mask.T), LINE_SPAN).T
+    vertical = _runs_across(mask.T, LINE_SPAN).T  # squeeze() copies the transposed view once
     return horizontal, vertical
 
 

@@ -137,3 +137,25 @@ def test_a_dark_margin_line_goes_with_the_faint_ruling():
     ink = ink_mask(light)
     assert not ink.mask[:, 35:48].any(), "the margin line is gone"
     assert ink.mask[100:200, 201:206].mean() > 0.95
+
+
+def test_squeeze_sets_a_pixel_where_two_of_its_four_columns_are_set():
+    from serve.ink import squeeze
+
+    rng = np.random.default_rng(3)
+    for w in (4, 7, 125, 126):  # a whole number of groups, and a last group padded with unset columns
+        mask = rng.random((9, w)) > 0.6
+        padded = np.zeros((9, -(-w // 4) * 4), bool)
+        padded[:, :w] = mask
+        expected = padded.reshape(9, -1, 4).sum(2) >= 2
+        assert squeeze(mask).shape == expected.shape and (squeeze(mask) == expected).all(), w
+
+
+def test_pixels_are_those_np_nonzero_finds_in_the_same_order():
+    from serve.ink import pixels
+
+    rng = np.random.default_rng(4)
+    for mask in (rng.random((40, 33)) > 0.8, (rng.random((5, 6)) > 0.5).astype(np.uint8) * 255,
+                 (rng.random((30, 20)) > 0.7).T, np.zeros((3, 4), bool)):
+        got, want = pixels(mask), np.nonzero(mask)
+        assert all(np.array_equal(g, x) for g, x in zip(got, want))
