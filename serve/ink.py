@@ -28,8 +28,9 @@ cv2.setNumThreads(1)
 MIN_CONTRAST = 32  # grey levels between paper and ink below which we call the picture blank
 LINE_SPAN = 0.85  # a paper line crosses nearly the whole picture; a digit's stroke does not
 LINE_SEARCH_FROM = 64  # pixels: smaller pictures are one digit, not a sheet with lines
-LINE_SQUEEZE = 4  # lines are searched on a copy squeezed this much along them: tilt becomes ~flat
-#                  (4: squeeze() reads 4 columns as one uint32)
+# Lines are searched on a copy squeezed this much along them, so a tilt becomes ~flat: 4, the
+# columns squeeze() reads as one uint32.
+LINE_SQUEEZE = np.dtype(np.uint32).itemsize
 LINE_CUT = 0.12  # paper lines are searched among pixels this dark (fraction of a stroke's darkness)
 LINE_COVER = 0.8  # a line has pixels near its curve in this fraction of the columns it spans
 LINE_THICK = 6  # pixels per column above which a long run is a scribble, not a paper line
@@ -159,17 +160,15 @@ def squeeze(mask: np.ndarray) -> np.ndarray:
     2 of its 4 are (the last group padded with unset columns). Each group of 4 bytes is read as
     one uint32 and its set bytes summed by one multiplication: ~10x faster than an area resize."""
     h, w = mask.shape
-    u8 = np.zeros((h, -(-w // 4) * 4), np.uint8)
+    u8 = np.zeros((h, -(-w // LINE_SQUEEZE) * LINE_SQUEEZE), np.uint8)
     u8[:, :w] = mask
-    words = u8.view(np.uint32)
-    return (words * np.uint32(0x01010101)) >> np.uint32(24) >= 2
+    return (u8.view(np.uint32) * np.uint32(0x01010101)) >> np.uint32(24) >= 2  # the top byte: the 4 bytes' sum
 
 
 def pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ys, xs) of a mask's set pixels, as np.nonzero gives them, ~5x faster: one flat search on
     the bool view (np.nonzero on a 2-D uint8 array is a slow general path)."""
-    u8 = np.ascontiguousarray(mask).view(np.uint8) if mask.dtype == bool else mask
-    return np.divmod(np.flatnonzero(u8.view(bool)), mask.shape[1])
+    return np.divmod(np.flatnonzero(np.ascontiguousarray(mask).view(bool)), mask.shape[1])
 
 
 def _untangle(lab, xs, ys, tangled, slope, span, sw, stats, squeezed) -> np.ndarray:
