@@ -9,7 +9,9 @@ at concurrency 8 while 64 slow clients trickle their bodies (tests/slow_clients.
 memory after warm-up and after a soak of 10,000 /predict requests (--sections picks some of these).
 wrk shares the machine's cores with the server.
 By default two servers, interleaved in one run: the settings before issue 16 (sync workers, no
-batching) and the defaults, with after/before ratios.
+batching) and the defaults, with after/before ratios. FRONT=nginx in a server's settings puts
+nginx (deploy/nginx.conf, the compose `lb` profile's proxy, run on the host) in front of it, and
+every request goes through nginx: e.g. --server FRONT=nginx,THREADS=1,BATCHING=0.
 """
 from __future__ import annotations
 
@@ -70,6 +72,11 @@ class Server:
         self.proc = subprocess.Popen([gunicorn, "-c", "serve/gunicorn.conf.py", "serve.app:create_app()"], cwd=REPO,
                                      env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.front: Nginx | None = None
+
+    def put_behind(self, front: "Nginx") -> None:
+        """From now on every request goes through `front`."""
+        self.front, self.url, self.port = front, front.url, front.port
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -99,9 +106,62 @@ class Server:
         return sorted(int(p) for p in text.split())
 
     def stop(self) -> None:
+        if self.front is not None:
+            self.front.stop()
         stop_group(self.proc)
         self.log.close()
         shutil.rmtree(self.prom, ignore_errors=True)
+
+
+def nginx_conf(conf: str, upstream_port: int, port: int, folder: Path) -> str:
+    """The compose proxy's nginx.conf, rewritten for the host: its upstream and listening ports on
+    loopback, one worker, no access log, its temporary files in `folder`."""
+    for old, new in (("server replica:8000", f"server 127.0.0.1:{upstream_port}"),
+                     ("listen 8080;", f"listen 127.0.0.1:{port};"),
+                     ("worker_processes auto;", "worker_processes 1;"),
+                     ("access_log /dev/stdout;", "access_log off;"),
+                     ("/tmp/", f"{folder}/")):
+        if old not in conf:  # the compose file's proxy changed: this bench must follow it
+            raise ValueError(f"nginx.conf no longer holds {old!r}")
+        conf = conf.replace(old, new)
+    return conf
+
+
+class Nginx:
+    """deploy/nginx.conf in front of one upstream port on loopback (nginx_conf), on a free port of its
+    own; one nginx worker, since the bench's cores are shared with the server and wrk."""
+
+    CONF = REPO / "deploy" / "nginx.conf"
+
+    def __init__(self, upstream_port: int):
+        binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+        if binary is None:
+            raise RuntimeError("FRONT=nginx: nginx is not installed (apt-get install nginx-light)")
+        self.port = free_port()
+        # Not under `work` (0700): nginx's workers run as another user when the bench runs as root, and
+        # must reach the temporary folders it makes here for request bodies larger than its buffer.
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+        self.dir.chmod(0o755)
+        (self.dir / "nginx.conf").write_text(nginx_conf(self.CONF.read_text(), upstream_port, self.port, self.dir))
+        self.log = open(self.dir / "error.log", "w")
+        self.proc = subprocess.Popen([binary, "-c", str(self.dir / "nginx.conf"), "-g", "daemon off;"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/nginx-healthz", timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"nginx did not start: {(self.dir / 'error.log').read_text()[-500:]}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        stop_group(self.proc)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def memory(pids: list[int]) -> dict:
@@ -235,12 +295,17 @@ def bench_server(env: dict, args, work: Path) -> dict:
     bodies["v2_batch"].write_bytes(v2_batch)
     sections = args.sections
     label = ",".join(f"{k}={v}" for k, v in env.items()) or "defaults"
+    front = env.get("FRONT", "")
+    if front not in ("", "nginx"):
+        raise ValueError(f"FRONT={front}: the bench knows FRONT=nginx only")
     old_workers = os.environ.get("WORKERS")
-    server = Server(env, args.model_dir, work / f"server-{label.replace(',', '_').replace('=', '')}.log")
+    server = Server({k: v for k, v in env.items() if k != "FRONT"}, args.model_dir, work / f"server-{label.replace(',', '_').replace('=', '')}.log")
     result = {"server": env, "label": label, "image": args.image, "png_bytes": len(png)}
     try:
         os.environ["WORKERS"] = env.get("WORKERS", str(os.cpu_count()))  # for wait_ready's count
         server.wait_ready()
+        if front:
+            server.put_behind(Nginx(server.port))
         pids = server.workers()
         result["workers"] = len(pids)
         d, cap = args.duration, args.max_requests
@@ -268,8 +333,8 @@ def bench_server(env: dict, args, work: Path) -> dict:
                 for runs, path, body, head in ((batch, server.url + "/predict", bodies["batch"], None),
                                                (v2, v2_url, bodies["v2_batch"], v2_batch_head)):
                     r = wrk(path, connections=c, duration_s=d, max_requests=max(1, cap // args.batch), body=body, v2_header=head)
-                    if r.get("requests_per_s") is not None:
-                        r["images_per_s"] = round(r["requests_per_s"] * args.batch, 1)
+                    if r.get("requests_per_s") is not None:  # images answered with 200: a refused batch counts none
+                        r["images_per_s"] = round(max(0, r["responses"] - r["errors"]["status"]) / r["active_s"] * args.batch, 1)
                     runs[str(c)] = r
             result["predict_batch"] = {"batch": args.batch, "by_concurrency": batch}
             result["v2_batch"] = {"batch": args.batch, "by_concurrency": v2, "v2_over_predict": ratios(v2, batch)}
