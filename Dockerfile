@@ -35,7 +35,10 @@ ENV LANG=C.UTF-8 \
     HOST=0.0.0.0 \
     PORT=8000 \
     MODEL_DIR=/app/models \
-    WORKER_TMP_DIR=/tmp
+    WORKER_TMP_DIR=/tmp \
+    UPSTREAM_PORT=8001 \
+    THREADS=1 \
+    BATCHING=0
 # PROMETHEUS_MULTIPROC_DIR is left unset: serve/gunicorn.conf.py then creates a fresh, private one
 # under /tmp at each start. docker-compose.yml sets it to its own tmpfs.
 
@@ -43,9 +46,13 @@ ENV LANG=C.UTF-8 \
 # which neither python:3.11-slim nor a minimal Debian has. DL3008 (pin apt versions) is ignored:
 # libgomp1 comes from the base image's own Debian release, which fixes its version; a pinned version
 # string would break the build as soon as that release ships an update and drops the old one.
+# nginx-light is the buffering front of deploy/front.py (slow clients never reach a worker); the
+# policy-rc.d stub keeps its package from starting a server during the build.
 # hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 \
+RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 nginx-light \
+    && rm /usr/sbin/policy-rc.d \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && groupadd --system --gid 10001 app \
@@ -58,6 +65,7 @@ WORKDIR /app
 # version folders 0700 (mkdtemp, then rename), so grant read access where it is missing; only those
 # entries change, so the model's files are not copied into a second layer.
 COPY serve/ serve/
+COPY deploy/front.py deploy/nginx.conf deploy/
 COPY models/ models/
 RUN find serve models \( -type d ! -perm -0555 -o -type f ! -perm -0444 \) -exec chmod a+rX {} + \
     && python3 -m compileall -q serve
@@ -67,6 +75,8 @@ EXPOSE 8000
 # Ready means a worker has loaded and warmed up the model; /healthz would only say the process is up.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python3", "-c", "import os, sys, urllib.request; u = f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/readyz\"; sys.exit(urllib.request.urlopen(u, timeout=2).status != 200)"]
-# gunicorn is PID 1 (exec form): SIGTERM from `docker stop` reaches it and it shuts down gracefully.
+# deploy/front.py is PID 1 (exec form): nginx on $PORT in front of gunicorn's sync workers on
+# 127.0.0.1:$UPSTREAM_PORT (THREADS=1, BATCHING=0: faster behind a buffering proxy, README). SIGTERM
+# from `docker stop` stops both gracefully; SIGHUP reaches gunicorn (model reload).
 STOPSIGNAL SIGTERM
-CMD ["gunicorn", "-c", "serve/gunicorn.conf.py", "serve.app:create_app()"]
+CMD ["python3", "deploy/front.py"]

@@ -25,7 +25,7 @@ PYTEST_ARGS ?=
 PIDFILE ?= $(or $(XDG_RUNTIME_DIR),/tmp)/digits-serve-$(PORT).pid
 MODEL_DIR ?= models
 
-.PHONY: help venv chromium fonts train experiments export serve reload pin unpin test soak wrk bench java17 bench-torchserve container-test clean
+.PHONY: help venv chromium fonts nginx train experiments export serve reload pin unpin test soak wrk bench java17 bench-torchserve container-test clean
 
 help:
 	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
@@ -105,7 +105,14 @@ unpin: venv
 	$(BIN)/python -m serve.model_store unpin --model-dir $(MODEL_DIR)
 	$(MAKE) --no-print-directory reload
 
-test: venv chromium fonts
+# nginx for deploy/front.py (the container's entry point; its tests, and the bench's FRONT=nginx) when
+# missing. Debian's package starts its own server on port 80 when installed: stopped again at once.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light || \
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light; }; } && \
+	  { $(SUDO) service nginx stop >/dev/null 2>&1 || true; }; }
+
+test: venv chromium fonts nginx
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 soak: venv
@@ -137,7 +144,7 @@ wrk:
 	  $(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq >/dev/null 2>&1 && \
 	  $(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1; } || echo "bench: could not install wrk; the HTTP section is skipped" >&2; }
 
-bench: venv wrk
+bench: venv wrk nginx
 	$(BIN)/python -m bench $(if $(QUICK),--quick) --out $(BENCH_OUT) $(BENCH_ARGS)
 
 # A peer side by side (optional, heavy, never part of `make test`): TorchServe 0.12 and torch in their own

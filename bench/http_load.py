@@ -10,7 +10,7 @@ memory after warm-up and after a soak of 10,000 /predict requests (--sections pi
 wrk shares the machine's cores with the server.
 By default two servers, interleaved in one run: the settings before issue 16 (sync workers, no
 batching) and the defaults, with after/before ratios. FRONT=nginx in a server's settings puts
-nginx (deploy/nginx.conf, the compose `lb` profile's proxy, run on the host) in front of it, and
+nginx in front of it as the container runs it (deploy/front.py: deploy/nginx.conf, on the host), and
 every request goes through nginx: e.g. --server FRONT=nginx,THREADS=1,BATCHING=0.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import PYTHON, REPO, digits, emit, stop_group
+from deploy.front import start_nginx
 
 BEFORE = "THREADS=1,BATCHING=0,ACCESS_LOG=-"  # sync workers, no batching, two log lines per request
 
@@ -113,39 +114,15 @@ class Server:
         shutil.rmtree(self.prom, ignore_errors=True)
 
 
-def nginx_conf(conf: str, upstream_port: int, port: int, folder: Path) -> str:
-    """The compose proxy's nginx.conf, rewritten for the host: its upstream and listening ports on
-    loopback, one worker, no access log, its temporary files in `folder`."""
-    for old, new in (("server replica:8000", f"server 127.0.0.1:{upstream_port}"),
-                     ("listen 8080;", f"listen 127.0.0.1:{port};"),
-                     ("worker_processes auto;", "worker_processes 1;"),
-                     ("access_log /dev/stdout;", "access_log off;"),
-                     ("/tmp/", f"{folder}/")):
-        if old not in conf:  # the compose file's proxy changed: this bench must follow it
-            raise ValueError(f"nginx.conf no longer holds {old!r}")
-        conf = conf.replace(old, new)
-    return conf
-
-
 class Nginx:
-    """deploy/nginx.conf in front of one upstream port on loopback (nginx_conf), on a free port of its
-    own; one nginx worker, since the bench's cores are shared with the server and wrk."""
+    """deploy/front.py's nginx (deploy/nginx.conf) in front of one upstream port on loopback, on a free
+    port of its own."""
 
-    CONF = REPO / "deploy" / "nginx.conf"
-
-    def __init__(self, upstream_port: int):
-        binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-        if binary is None:
-            raise RuntimeError("FRONT=nginx: nginx is not installed (apt-get install nginx-light)")
+    def __init__(self, upstream_port: int, work: Path):
         self.port = free_port()
-        # Not under `work` (0700): nginx's workers run as another user when the bench runs as root, and
-        # must reach the temporary folders it makes here for request bodies larger than its buffer.
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
-        self.dir.chmod(0o755)
-        (self.dir / "nginx.conf").write_text(nginx_conf(self.CONF.read_text(), upstream_port, self.port, self.dir))
-        self.log = open(self.dir / "error.log", "w")
-        self.proc = subprocess.Popen([binary, "-c", str(self.dir / "nginx.conf"), "-g", "daemon off;"],
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.log = open(work / f"nginx-{self.port}.log", "w")
+        self.proc, self.dir = start_nginx(upstream_port, f"127.0.0.1:{self.port}", stdout=self.log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 10
         while True:
@@ -155,7 +132,7 @@ class Nginx:
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"nginx did not start: {(self.dir / 'error.log').read_text()[-500:]}")
+                    raise RuntimeError(f"nginx did not start: see {self.log.name}")
                 time.sleep(0.1)
 
     def stop(self) -> None:
@@ -305,7 +282,7 @@ def bench_server(env: dict, args, work: Path) -> dict:
         os.environ["WORKERS"] = env.get("WORKERS", str(os.cpu_count()))  # for wait_ready's count
         server.wait_ready()
         if front:
-            server.put_behind(Nginx(server.port))
+            server.put_behind(Nginx(server.port, work))
         pids = server.workers()
         result["workers"] = len(pids)
         d, cap = args.duration, args.max_requests

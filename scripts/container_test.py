@@ -161,7 +161,7 @@ def check_image_config() -> None:
            f"image USER is {cfg.get('User')!r}")
     health = " ".join((image.get("Healthcheck") or {}).get("Test") or [])
     expect("/readyz" in health, f"image HEALTHCHECK does not probe /readyz: {health!r}")
-    expect(cfg.get("Cmd", [None])[0] == "gunicorn", f"image CMD is {cfg.get('Cmd')}")
+    expect(cfg.get("Cmd") == ["python3", "deploy/front.py"], f"image CMD is {cfg.get('Cmd')}")
 
 
 def wait_healthy(timeout: float) -> None:
@@ -207,7 +207,7 @@ def classify(base_url: str, mnist_dir: Path, n: int, report: dict) -> None:
 
 
 def rollout(base_url: str, models: Path, mnist_dir: Path, report: dict) -> None:
-    """Publish version 2 into the mounted folder and SIGHUP the container (gunicorn is PID 1) while
+    """Publish version 2 into the mounted folder and SIGHUP the container (deploy/front.py, PID 1, passes it to gunicorn) while
     clients keep asking: every request answered, then version 2 answers. Then a version 3 whose
     params do not match their checksum, SIGHUP again: refused, version 2 keeps serving."""
     from export.publish import publish, staging_dir
@@ -288,18 +288,19 @@ def check_hardening() -> None:
     expect(all(limits.values()), f"resource limits missing: {limits}")
     expect(inspect.get("RestartPolicy", {}).get("Name") == "unless-stopped", f"restart: {inspect.get('RestartPolicy')}")
     print(f"  limits: {limits['Memory'] / 2**30:.1f} GiB, {limits['NanoCpus'] / 1e9:g} CPUs, {limits['PidsLimit']} pids")
-    # Every process in the container, gunicorn's master (PID 1) and its workers alike.
+    # Every process in the container: deploy/front.py (PID 1), nginx, gunicorn's master and workers.
     procs = container_sh("for s in /proc/[0-9]*/status; do "
                          "awk '/^(Name|Uid|CapEff|NoNewPrivs):/{printf \"%s \", $2} END{print \"\"}' $s; done")
     rows = [line.split() for line in procs.splitlines() if line.strip()]
     rows = [r for r in rows if r[0] not in ("sh", "awk")]  # the probe itself
     expect(any(r[0] == "gunicorn" for r in rows), f"no gunicorn process in {rows}")
+    expect(any(r[0] == "nginx" for r in rows), f"no nginx process in {rows}")
     for name, uid, cap_eff, no_new_privs in rows:
         expect(uid != "0", f"{name} runs as root")
         expect(int(cap_eff, 16) == 0, f"{name} has capabilities {cap_eff}")
         expect(no_new_privs == "1", f"{name} may gain privileges (NoNewPrivs={no_new_privs})")
     pid1 = container_sh("tr '\\0' ' ' </proc/1/cmdline")
-    expect("gunicorn" in pid1, f"PID 1 is not gunicorn: {pid1}")
+    expect("deploy/front.py" in pid1, f"PID 1 is not deploy/front.py: {pid1}")
     print(f"  {len(rows)} processes, uid {sorted({r[1] for r in rows})}, no capabilities; PID 1: {pid1.strip()}")
     # Read-only means read-only even for uid 0 (which has no capabilities here either).
     root_mount = container_sh("awk '$2 == \"/\" {print $4}' /proc/mounts")

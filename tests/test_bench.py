@@ -2,7 +2,6 @@
 the smoke run is too short, and the machine running the tests is too busy, for numbers to mean anything."""
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -43,19 +42,3 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, committed_model):
     md = (tmp_path / "latest.md").read_text()
     assert md.startswith("# Bench") and "## Model only" in md
 
-
-def test_the_bench_proxy_is_the_compose_proxy_rewritten_for_the_host():
-    """`--server FRONT=nginx` runs deploy/nginx.conf itself, only pointed at loopback ports: if that
-    file changes where the rewrite looks, the bench says so instead of running another proxy."""
-    from bench.http_load import Nginx, nginx_conf
-
-    template = Nginx.CONF.read_text()
-    conf = nginx_conf(template, 8001, 9001, Path("/run/bench-nginx"))
-    assert "server 127.0.0.1:8001 " in conf and "listen 127.0.0.1:9001;" in conf
-    assert "worker_processes 1;" in conf and "access_log off;" in conf
-    assert "replica:8000" not in conf and "/tmp/" not in conf and "/run/bench-nginx/client_body" in conf
-    # What the proxy does to requests is the compose file's, untouched.
-    for line in ("proxy_next_upstream error timeout http_502 http_503 non_idempotent;", "client_max_body_size 10m;"):
-        assert line in template and line in conf
-    with pytest.raises(ValueError, match="replica:8000"):
-        nginx_conf(template.replace("server replica:8000", "server app:8000"), 8001, 9001, Path("/run/x"))
