@@ -79,3 +79,5 @@ def test_the_markdown_shows_the_machine_the_rows_and_the_verdict():
     md = markdown(result)
     assert "AMD EPYC" in md and "avx2 fma" in md and "OMP_NUM_THREADS=1" in md
     assert "| 8 | 450 | 250 | **1.75×** |" in md and "**not met**" in md
+    assert "Ours: `make serve` defaults" in md  # and how ours ran, when it was given settings:
+    assert "Ours: `FRONT=nginx,THREADS=1`, the committed model" in markdown({**result, "ours_settings": {"FRONT": "nginx", "THREADS": "1"}})

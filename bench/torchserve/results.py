@@ -63,6 +63,13 @@ def _trained(prep: dict) -> str:
     return f"the net trained here for one epoch of {prep['train_images']:,} images (test accuracy {prep['test_accuracy']})"
 
 
+def _settings(settings) -> str:
+    """How our server ran: the make serve defaults, or the settings given (e.g. FRONT=nginx,THREADS=1)."""
+    if not settings or isinstance(settings, str):
+        return "`make serve` defaults"
+    return "`" + ",".join(f"{k}={v}" for k, v in settings.items()) + "`"
+
+
 def markdown(result: dict) -> str:
     s, m = result["summary"], result["machine"]
     lines = [f"# TorchServe's MNIST example against this server ({result['started']})", "",
@@ -71,7 +78,7 @@ def markdown(result: dict) -> str:
              f"Same {result['png_bytes']}-byte 28x28 PNG as an image/png body to both; {result['rounds']} interleaved rounds of "
              f"{result['duration_s']:g} s per setting, medians. TorchServe {result['torchserve']['version']}: "
              f"{result['torchserve']['workers']} workers, OMP_NUM_THREADS={result['torchserve']['omp_num_threads']}, "
-             f"{_trained(result['prepare'])}. Ours: `make serve` defaults, the committed model. "
+             f"{_trained(result['prepare'])}. Ours: {_settings(result.get('ours_settings'))}, the committed model. "
              f"Digit answered: ours {result['answers']['ours']}, TorchServe {result['answers']['torchserve']}.", "",
              "| concurrency | ours req/s | TorchServe req/s | ours ÷ TorchServe | ours p50 / p99 | TorchServe p50 / p99 | errors ours / TS |",
              "|---|---|---|---|---|---|---|"]
