@@ -28,7 +28,7 @@ MODEL_DIR ?= models
 .PHONY: help venv chromium fonts nginx train experiments export serve reload pin unpin test soak wrk bench java17 bench-torchserve container-test clean
 
 help:
-	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT)"
+	@echo "make serve    - create the venv and serve the committed model on http://$(HOST):$(PORT) (FRONT=nginx: behind nginx, as the container)"
 	@echo "make reload   - a running make serve loads the newest valid model version, without dropping a request"
 	@echo "make pin VERSION=N / make unpin - serve version N (rollback) / the newest valid version again, then reload"
 	@echo "make test     - create the venv, install Chromium if missing, and run the test suite"
@@ -87,8 +87,11 @@ $(VENV)/.installed-onnx: $(VENV)/.installed requirements-onnx.txt
 export: venv fonts $(if $(filter onnx,$(FORMAT)),$(VENV)/.installed-onnx)
 	$(BIN)/python -m export --format $(FORMAT) $(EXPORT_ARGS)
 
-serve: venv
-	PIDFILE=$(PIDFILE) $(BIN)/gunicorn -c serve/gunicorn.conf.py 'serve.app:create_app()'
+# FRONT=nginx: nginx on PORT in front of sync workers, as the container runs (deploy/front.py; nginx
+# buffers slow clients' bodies, and sync workers behind it are faster: README, Benchmarks).
+FRONT ?=
+serve: venv $(if $(filter nginx,$(FRONT)),nginx)
+	PIDFILE=$(PIDFILE) $(if $(filter nginx,$(FRONT)),THREADS=$${THREADS:-1} BATCHING=$${BATCHING:-0} $(BIN)/python deploy/front.py,$(BIN)/gunicorn -c serve/gunicorn.conf.py 'serve.app:create_app()')
 
 # SIGHUP to the master: each worker loads, verifies and warms the chosen version, then swaps
 # (serve/service.py); a broken version is refused and the served one stays.

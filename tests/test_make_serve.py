@@ -2,6 +2,7 @@
 import os
 import subprocess
 
+import pytest
 import requests
 
 from tests.conftest import REPO, free_port, running_server
@@ -9,12 +10,16 @@ from tests.images import as_upload, encode
 from tests.procs import wait_for
 
 
-def test_make_serve_classifies_an_mnist_digit(mnist_dir, committed_model):
+@pytest.mark.parametrize("front", ["", "nginx"])
+def test_make_serve_classifies_an_mnist_digit(mnist_dir, committed_model, front):
+    """Also with FRONT=nginx: nginx on PORT in front of sync workers (deploy/front.py), as the container
+    runs; `make reload` still reaches gunicorn's master through its pidfile."""
     from train.mnist import load_split
 
     test = load_split(mnist_dir, "test")
     port = free_port()
-    with running_server(["make", "-s", "serve"], {"PORT": str(port), "WORKERS": "1"}, port) as server:
+    cmd = ["make", "-s", "serve", *([f"FRONT={front}"] if front else [])]
+    with running_server(cmd, {"PORT": str(port), "WORKERS": "1", "UPSTREAM_PORT": str(free_port())}, port) as server:
         health = requests.get(server.base_url + "/healthz", timeout=5)
         assert health.status_code == 200
         for i in range(5):
