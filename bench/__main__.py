@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.common import REPO, machine, run_section
+from bench.http_load import CONTAINER
 from bench.report import markdown, targets
 from bench.train_speed import time_to_accuracy
 
@@ -170,8 +171,9 @@ def http_section(args) -> dict:
     if args.quick:
         extra += ["--duration", "1", "--max-requests", "60", "--concurrency", "1,8", "--batch", "8", "--batch-concurrency", "2",
                   "--warmup", "10", "--soak", "60", "--soak-timeout", "10"]
-    # The smoke run serves the defaults only; the full run also the settings before (after/before ratios).
-    for s in args.server or ([""] if args.quick else []):
+    # The smoke run serves the make serve defaults and the container's arrangement; the full run also the
+    # settings before issue 16 (after/before ratios).
+    for s in args.server or (["", CONTAINER] if args.quick else []):
         extra += ["--server", s]
     return run_section("bench.http_load", extra, timeout=3600)
 

@@ -8,8 +8,9 @@ For each server setting: /healthz (the floor: the cheapest request the stack can
 at concurrency 8 while 64 slow clients trickle their bodies (tests/slow_clients.py), then worker
 memory after warm-up and after a soak of 10,000 /predict requests (--sections picks some of these).
 wrk shares the machine's cores with the server.
-By default two servers, interleaved in one run: the settings before issue 16 (sync workers, no
-batching) and the defaults, with after/before ratios. FRONT=nginx in a server's settings puts
+By default three servers, interleaved in one run: the settings before issue 16 (sync workers, no
+batching), the `make serve` defaults, and the container's arrangement (CONTAINER), with
+after/before ratios. FRONT=nginx in a server's settings puts
 nginx in front of it as the container runs it (deploy/front.py: deploy/nginx.conf, on the host), and
 every request goes through nginx: e.g. --server FRONT=nginx,THREADS=1,BATCHING=0.
 """
@@ -31,6 +32,7 @@ from bench.common import PYTHON, REPO, digits, emit, stop_group
 from deploy.front import start_nginx
 
 BEFORE = "THREADS=1,BATCHING=0,ACCESS_LOG=-"  # sync workers, no batching, two log lines per request
+CONTAINER = "FRONT=nginx,THREADS=1,BATCHING=0"  # as the image runs it: nginx in front of sync workers (deploy/front.py)
 
 WRK_SCRIPT = Path(__file__).with_name("wrk") / "bench.lua"
 BOUNDARY = "benchBoundary7d2a1f"
@@ -375,7 +377,7 @@ def main(argv=None) -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         tmp = args.log_dir or tmp
-        for spec in [s for _ in range(args.rounds) for s in (args.server or [BEFORE, ""])]:
+        for spec in [s for _ in range(args.rounds) for s in (args.server or [BEFORE, "", CONTAINER])]:
             try:
                 results.append(bench_server(parse_server(spec), args, Path(tmp)))
             except Exception as e:  # noqa: BLE001 - one failing setting must not lose the others
