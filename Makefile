@@ -90,8 +90,9 @@ export: venv fonts $(if $(filter onnx,$(FORMAT)),$(VENV)/.installed-onnx)
 # FRONT=nginx: nginx on PORT in front of sync workers, as the container runs (deploy/front.py; nginx
 # buffers slow clients' bodies, and sync workers behind it are faster: README, Benchmarks).
 FRONT ?=
-serve: venv $(if $(filter nginx,$(FRONT)),nginx)
-	PIDFILE=$(PIDFILE) $(if $(filter nginx,$(FRONT)),THREADS=$${THREADS:-1} BATCHING=$${BATCHING:-0} $(BIN)/python deploy/front.py,$(BIN)/gunicorn -c serve/gunicorn.conf.py 'serve.app:create_app()')
+SERVE_FRONT := $(filter nginx,$(FRONT))
+serve: venv $(if $(SERVE_FRONT),nginx)
+	PIDFILE=$(PIDFILE) $(if $(SERVE_FRONT),THREADS=$${THREADS:-1} BATCHING=$${BATCHING:-0} $(BIN)/python deploy/front.py,$(BIN)/gunicorn -c serve/gunicorn.conf.py 'serve.app:create_app()')
 
 # SIGHUP to the master: each worker loads, verifies and warms the chosen version, then swaps
 # (serve/service.py); a broken version is refused and the served one stays.

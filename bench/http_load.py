@@ -62,9 +62,16 @@ def upload_png(kind: str, seed: int = 11) -> bytes:
 
 
 class Server:
-    """gunicorn with serve/gunicorn.conf.py on a free loopback port, in its own process group."""
+    """gunicorn with serve/gunicorn.conf.py on a free loopback port, in its own process group. With
+    FRONT=nginx in its settings, nginx (Nginx) is put in front of it once it is ready, and from then
+    on `url` and `port` are nginx's: every request goes through the proxy."""
 
     def __init__(self, env: dict, model_dir: str, log_path: Path):
+        env = dict(env)
+        self.front_kind = env.pop("FRONT", "")
+        if self.front_kind not in ("", "nginx"):
+            raise ValueError(f"FRONT={self.front_kind}: the bench knows FRONT=nginx only")
+        self.front: Nginx | None = None
         self.port = free_port()
         self.prom = tempfile.mkdtemp(prefix="bench-prom-")
         self.log = open(log_path, "w")
@@ -75,11 +82,6 @@ class Server:
         self.proc = subprocess.Popen([gunicorn, "-c", "serve/gunicorn.conf.py", "serve.app:create_app()"], cwd=REPO,
                                      env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.front: Nginx | None = None
-
-    def put_behind(self, front: "Nginx") -> None:
-        """From now on every request goes through `front`."""
-        self.front, self.url, self.port = front, front.url, front.port
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -100,6 +102,9 @@ class Server:
         while expected and len(self.workers()) < expected and time.monotonic() < deadline:
             time.sleep(0.3)
         time.sleep(1.0)
+        if self.front_kind and self.front is None:
+            self.front = Nginx(self.port, Path(self.log.name).parent)
+            self.url, self.port = self.front.url, self.front.port
 
     def workers(self) -> list[int]:
         try:
@@ -274,17 +279,12 @@ def bench_server(env: dict, args, work: Path) -> dict:
     bodies["v2_batch"].write_bytes(v2_batch)
     sections = args.sections
     label = ",".join(f"{k}={v}" for k, v in env.items()) or "defaults"
-    front = env.get("FRONT", "")
-    if front not in ("", "nginx"):
-        raise ValueError(f"FRONT={front}: the bench knows FRONT=nginx only")
     old_workers = os.environ.get("WORKERS")
-    server = Server({k: v for k, v in env.items() if k != "FRONT"}, args.model_dir, work / f"server-{label.replace(',', '_').replace('=', '')}.log")
+    server = Server(env, args.model_dir, work / f"server-{label.replace(',', '_').replace('=', '')}.log")
     result = {"server": env, "label": label, "image": args.image, "png_bytes": len(png)}
     try:
         os.environ["WORKERS"] = env.get("WORKERS", str(os.cpu_count()))  # for wait_ready's count
         server.wait_ready()
-        if front:
-            server.put_behind(Nginx(server.port, work))
         pids = server.workers()
         result["workers"] = len(pids)
         d, cap = args.duration, args.max_requests

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.common import MARK, REPO, machine, mnist_dir, stop_group
-from bench.http_load import Nginx, Server, free_port, parse_server, upload_png, wrk
+from bench.http_load import Server, free_port, parse_server, upload_png, wrk
 from bench.torchserve.results import answered_digit, markdown, summarize
 
 
@@ -130,18 +130,16 @@ def main(argv=None) -> int:
         result["png_bytes"] = len(png)
         version = subprocess.run([str(venv / "bin" / "python"), "-c", "import ts.version as v; print(v.__version__)"],
                                  capture_output=True, text=True).stdout.strip()
-        result["ours_settings"] = parse_server(args.ours) or "the make serve defaults"
+        settings = parse_server(args.ours)
+        result["ours_settings"] = settings  # {}: the make serve defaults
         result["torchserve"] = {"version": version, "workers": args.workers, "omp_num_threads": args.omp_threads,
                                 "java": subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[:1]}
         ts = TorchServe(venv, work / "store", work, workers=args.workers, omp_threads=args.omp_threads)
         ours = None
         try:
-            settings = parse_server(args.ours)
-            ours = Server({k: v for k, v in settings.items() if k != "FRONT"}, args.model_dir, work / "ours.log")
+            ours = Server(settings, args.model_dir, work / "ours.log")
             ts.wait_ready()
             ours.wait_ready()
-            if settings.get("FRONT") == "nginx":
-                ours.put_behind(Nginx(ours.port, work))
             urls = {"ours": (ours.url + "/predict", ours.url + "/healthz"), "torchserve": (ts.predict, ts.url + "/ping")}
             # Both must answer the picture (not an error page fast): their digits go into the result.
             result["answers"] = {name: answered_digit(answer(u[0], png)) for name, u in urls.items()}

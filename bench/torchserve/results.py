@@ -65,7 +65,7 @@ def _trained(prep: dict) -> str:
 
 def _settings(settings) -> str:
     """How our server ran: the make serve defaults, or the settings given (e.g. FRONT=nginx,THREADS=1)."""
-    if not settings or isinstance(settings, str):
+    if not settings:
         return "`make serve` defaults"
     return "`" + ",".join(f"{k}={v}" for k, v in settings.items()) + "`"
 
