@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, ImageStat
 
 from serve.errors import BadImage, NoDigit, SeveralDigits, TooLarge, TooManyDigits, UnsupportedType
-from serve.ink import Ink, ink_mask
+from serve.ink import Ink, ink_mask, plain_opencv
 from serve.segment import Segment, favoured, merge, segment
 
 # Allowed formats, recognised by their magic bytes before any decoder runs. PNG covers canvas
@@ -262,6 +262,7 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     another, are then taken for one digit in several strokes (a faint "1" broken in the middle)
     rather than a column of digits.
     """
+    plain_opencv()
     light = 255 - gray if is_dark_on_light(gray) else gray
     work = light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
     ink = ink_mask(work)

@@ -174,3 +174,38 @@ def test_blank_images_are_no_digit(picture):
 def test_normalize_uses_the_manifest_constants():
     x = normalize(np.full((28, 28), 255, np.uint8), Spec(mean=0.5, std=0.25))
     assert x.shape == (1, 28, 28) and np.allclose(x, 2.0)
+
+
+def test_preprocessing_turns_ipp_off_on_the_thread_it_runs_on(digits):
+    """OpenCV's IPP switch is per thread, and IPP's set-up cost dominates small arrays: every
+    thread that preprocesses (a gthread worker's, the batcher's) must run without it, whichever
+    thread imported OpenCV. The ink found is the same to the bit either way."""
+    import threading
+
+    import cv2
+
+    from serve.ink import ink_mask
+    from tests.pages import picture
+
+    data = encode(Image.fromarray(255 - digits[0][0]).resize((112, 112)))
+    seen = {}
+
+    def run():
+        seen["before"] = cv2.ipp.useIPP()
+        prepare(data, SPEC)
+        seen["after"] = cv2.ipp.useIPP()
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert seen["before"] is True  # the pinned wheel ships IPP: on by default in a new thread
+    assert seen["after"] is False
+    page = picture("single_squared", 0, *digits).data
+    light = 255 - to_gray(decode(page, Limits()))
+    found = {}
+    for ipp in (True, False):
+        cv2.ipp.setUseIPP(ipp)
+        found[ipp] = ink_mask(light)
+    np.testing.assert_array_equal(found[True].darkness, found[False].darkness)
+    np.testing.assert_array_equal(found[True].mask, found[False].mask)
+    assert found[True].lines.any()  # the line search ran too
