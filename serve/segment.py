@@ -24,9 +24,12 @@ from serve.components import components
 MIN_HEIGHT = 6  # pixels of the working picture: anything shorter is a speck
 MARK_HEIGHT = 0.45  # a group shorter than this fraction of the line's digits is a mark, not a digit
 MINOR_AREA = 0.12  # a piece with less ink than this fraction of the largest piece is a fragment
-ATTACH = 0.3  # a fragment joins a digit within this fraction of the digit height
+ATTACH = 0.15  # a fragment joins a digit within this fraction of the digit height (a tick under it is further)
 STACK_GAP = 0.45  # pieces overlapping in x and this close in y (fraction of digit height) are one digit
+STACK_SMALL = 0.4  # ... but a piece shorter than this fraction of the other
+STACK_SMALL_GAP = 0.15  # ... must be this close
 STACK_WIDER = 4.0  # ... unless one is more than this many times as wide as the other
+CROSS = 0.2  # pieces overlapping in y and this much in x (fraction of the narrower), no wider together than a digit, are one
 TOUCH = 0.05  # boxes this close (fraction of height) touch
 SHORT = 0.65  # a piece shorter than this fraction of its neighbour is not a digit beside it
 WIDE = 1.4  # a group wider than this many times its height is digits that touch
@@ -94,14 +97,15 @@ def group(stats: np.ndarray) -> list[tuple[tuple[int, int, int, int], list[int]]
                 tall, short = max(ba[3], bb[3]), min(ba[3], bb[3])
                 # (Parts of one digit are of a digit's width: a flat piece many times wider than the
                 # other is a paper line left in, or a stroke under the number, not its bar.)
-                stacked = (_x_overlap(ba, bb) >= 0.5 * narrow and _y_gap(ba, bb) < STACK_GAP * max(tall, ref * 0.5)
+                gap = STACK_SMALL_GAP if short < STACK_SMALL * tall else STACK_GAP
+                stacked = (_x_overlap(ba, bb) >= 0.5 * narrow and _y_gap(ba, bb) < gap * max(tall, ref * 0.5)
                            and max(ba[2], bb[2]) <= STACK_WIDER * max(narrow, 0.5 * short))
                 # A stroke that came loose beside the body (a "4"'s upright, a "5"'s bar): boxes that
                 # touch, one much shorter. Two digits side by side are about equally tall.
                 beside = -_x_overlap(ba, bb) <= TOUCH * tall and short < SHORT * tall and _y_gap(ba, bb) < 0
                 # Overlapping pieces that together are no wider than a digit: a digit in two strokes.
                 union = _union(ba, bb)
-                crossed = _x_overlap(ba, bb) >= 0.2 * narrow and union[2] <= 1.1 * union[3] and _y_gap(ba, bb) < 0
+                crossed = _x_overlap(ba, bb) >= CROSS * narrow and union[2] <= 1.1 * union[3] and _y_gap(ba, bb) < 0
                 if stacked or beside or crossed:
                     groups[a] = (_union(ba, bb), groups[a][1] + groups[b][1])
                     del groups[b]

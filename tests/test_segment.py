@@ -42,6 +42,20 @@ def test_a_long_flat_line_under_a_digit_is_not_part_of_it():
     assert [s.box for s in segment(mask)] == [(250, 40, 40, 60)]
 
 
+def test_a_mark_just_above_or_below_a_digit_is_not_part_of_it():
+    """A tick under a digit, a star over it: small pieces a clear gap away (here a quarter and a
+    third of its height) are marks beside it, not strokes of it, whether they hold a fragment's
+    ink (the tick) or more (the star)."""
+    mask = np.zeros((200, 200), bool)
+    ring(mask, 80, 70, 40, 60)  # a "0", 736 px of ink
+    block(mask, 90, 153, 12, 3)  # a tick, 16 px under it: a fragment's ink (66 px)
+    block(mask, 99, 146, 3, 10)
+    block(mask, 93, 37, 14, 14)  # a filled star, 19 px over it: more than a fragment (196 px)
+    _, stats = pieces(mask)
+    assert (80, 70, 40, 60) in [b for b, _ in group(stats)]
+    assert [s.box for s in segment(mask)] == [(80, 70, 40, 60)]
+
+
 def test_specks_dots_and_dashes_are_not_digits():
     mask = np.zeros((150, 300), bool)
     ring(mask, 100, 30, 50, 80)  # a "0"
