@@ -40,7 +40,7 @@ def test_single_digit_on_notebook_paper_is_read_nearly_as_on_blank_paper(setup):
 
 def test_single_digit_beside_a_margin_line_or_marks(setup):
     reader = setup[0]
-    for kind, bound in (("single_margin", 0.94), ("cluttered", 0.74)):
+    for kind, bound in (("single_margin", 0.94), ("cluttered", 0.88)):
         acc = predict_accuracy(reader, pictures(kind, setup))
         print(f"{kind}: {acc:.3f}")
         assert acc >= bound, kind
