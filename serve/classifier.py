@@ -20,8 +20,8 @@ from PIL import Image
 from serve import rejection
 from serve.config import ServeConfig
 from serve.errors import ApiError, BadRequest, NotReady, TooLarge, at
-from serve.preprocess import Digit, Limits, prepare, read
-from serve.reading import choose
+from serve.preprocess import Digit, Limits, candidates, read
+from serve.reading import choose, one_digit
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,23 @@ class Classifier:
         manifest = self.manifest()
         self.check_count(len(images))
         spec, limits = self.service.spec, self.limits
-        prepared = []
+        found = []  # each image's candidates: one digit, or the readings of ink that may be touching digits
         for i, data in enumerate(images):
             try:
-                prepared.append(prepare(data, spec, limits))
+                found.append(candidates(data, spec, limits))
             except ApiError as e:
                 raise at(e, i, name) from None
-        return self._judge(self._infer(np.stack([p.tensor for p in prepared])), manifest, [p.image for p in prepared])
+        probs = self._infer(np.stack([d.tensor for digits in found for d in digits]))  # all at once
+        rows, seen, start = [], [], 0
+        for i, digits in enumerate(found):
+            try:
+                k = one_digit(digits, probs[start : start + len(digits)])
+            except ApiError as e:
+                raise at(e, i, name) from None
+            rows.append(start + k)
+            seen.append(digits[k].image)
+            start += len(digits)
+        return self._judge(probs[rows], manifest, seen)
 
     def classify_tensor(self, batch: np.ndarray) -> list[Prediction]:
         """A float32 [N, 1, 28, 28] batch the client preprocessed and normalized as the manifest says."""

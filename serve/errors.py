@@ -77,6 +77,10 @@ class SeveralDigits(ApiError):
     status, code = 422, "several_digits"
     when = "a single-digit request (`/predict`, `/v2`) with a picture of several digits side by side: send it to `/read`"
 
+    @classmethod
+    def holding(cls, n: int) -> "SeveralDigits":
+        return cls(f"the picture holds {n} digits; /predict reads one: send pictures of numbers to POST /read")
+
 
 class TooManyDigits(ApiError):
     status, code = 422, "too_many_digits"

@@ -284,22 +284,38 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     return out
 
 
-def prepare_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None) -> Prepared:
-    """A grayscale picture of one digit (any polarity, any size) -> what the model sees.
+def candidates_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None) -> list[Digit]:
+    """A grayscale picture of one digit (any polarity, any size) -> what the model sees: one
+    Digit, or, when the only ink on the picture may be one wide digit or digits that touch, both
+    readings (`choice` 0; serve/reading.py's `one_digit` lets the model choose).
 
     The same search as /read's: paper lines, specks and marks beside the digit are left out; a
     picture that clearly holds several digits is refused (SeveralDigits) rather than answered
     with one of them.
     """
     digits = read_gray(gray, spec, size, one=True)
+    if len(digits) > 1 and any(d.choice < 0 for d in digits):
+        raise SeveralDigits.holding(len(favoured(digits)))
+    return digits
+
+
+def prepare_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None) -> Prepared:
+    """candidates_gray's one digit, where no model is at hand to choose a reading (a picture whose
+    ink may be touching digits is then refused as several)."""
+    digits = candidates_gray(gray, spec, size)
     if len(digits) > 1:
-        raise SeveralDigits(f"the picture holds {len(digits)} digits; /predict reads one: "
-                            "send pictures of numbers to POST /read")
+        raise SeveralDigits.holding(len(favoured(digits)))
     return digits[0]
 
 
+def candidates(data: bytes, spec: Spec, limits: Limits = Limits()) -> list[Digit]:
+    """Encoded image bytes -> candidates_gray; raises only the API's documented errors."""
+    img, size = decode_sized(data, limits)
+    return candidates_gray(to_gray(img), spec, size)
+
+
 def prepare(data: bytes, spec: Spec, limits: Limits = Limits()) -> Prepared:
-    """Encoded image bytes -> Prepared; raises only the API's documented errors."""
+    """Encoded image bytes -> prepare_gray; raises only the API's documented errors."""
     img, size = decode_sized(data, limits)
     return prepare_gray(to_gray(img), spec, size)
 

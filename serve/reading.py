@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from serve.errors import SeveralDigits
 
 
 def choose(found: list, probs: np.ndarray) -> list[int]:
@@ -21,6 +22,16 @@ def choose(found: list, probs: np.ndarray) -> list[int]:
         if choice not in best or s > best[choice][0]:  # a tie keeps the reading the shapes favour
             best[choice] = (s, option)
     return [i for i, d in enumerate(found) if d.choice < 0 or best[d.choice][1] == d.option]
+
+
+def one_digit(found: list, probs: np.ndarray) -> int:
+    """Index of the digit a one-digit picture holds, among its candidates (serve/preprocess.py's
+    `candidates`: one Digit, or the readings of a lone piece of ink that may be one wide digit or
+    digits that touch): the reading `choose` keeps, refused as SeveralDigits when it is the cut."""
+    keep = choose(found, probs)
+    if len(keep) > 1:
+        raise SeveralDigits.holding(len(keep))
+    return keep[0]
 
 
 def reading(described: list[dict], found: list, model: dict) -> dict:

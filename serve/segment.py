@@ -253,7 +253,9 @@ def _tight(mask: np.ndarray, box) -> tuple[tuple[int, int, int, int], np.ndarray
 def segment(mask: np.ndarray, alternatives: bool = True) -> list[Segment]:
     """A mask of ink -> its digits in reading order (marks, specks and fragments left out), with
     every reading of ambiguous ink; without `alternatives`, only the readings the shapes favour
-    (/predict: no cut is searched that only the model could choose)."""
+    (/predict: no cut is searched that only the model could choose), except that the only group
+    on the picture, cut into digits that touch, keeps its whole reading beside the cut: a lone
+    wide "0" or "4" and two touching digits look alike, and only the model can tell them apart."""
     labels, stats = pieces(mask)
     groups = group(stats)
     if not groups:
@@ -280,6 +282,8 @@ def segment(mask: np.ndarray, alternatives: bool = True) -> list[Segment]:
         k = digits_across(own, h, width_of[n])
         if k > 1 or alternatives and w > (OFFER_CUT if n in accompanied else OFFER_ALONE) * h:
             readings = _readings(own, box, max(k, 2), k > 1, alternatives)
+            if not alternatives and len(groups) == 1 and len(readings[0]) > 1:
+                readings.append([(box, own)])
         if len(readings) == 1:
             found.extend(Segment(box=b, mask=m) for b, m in readings[0])
             continue

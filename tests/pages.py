@@ -265,10 +265,13 @@ class Reader:
     def predict(self, data: bytes) -> tuple[int, float] | None:
         """(digit, confidence) /predict answers, or None for an error answer (e.g. several_digits)."""
         from serve.errors import ApiError
-        from serve.preprocess import prepare
+        from serve.preprocess import candidates
+        from serve.reading import one_digit
 
         try:
-            p = self.predictor(prepare(data, self.spec).tensor[None])[0]
+            found = candidates(data, self.spec)
+            probs = self.predictor(np.stack([d.tensor for d in found]))
+            p = probs[one_digit(found, probs)]
         except ApiError:
             return None
         return int(self.manifest["labels"][int(p.argmax())]), float(p.max())

@@ -123,7 +123,7 @@ def test_every_part_of_a_batch_is_checked(client):
 def test_batch_over_the_limit_is_413_before_any_decoding(app, client, monkeypatch):
     limit = app.extensions["digits"].config.max_batch
     decoded = []
-    monkeypatch.setattr("serve.classifier.prepare", lambda *a, **k: decoded.append(1))
+    monkeypatch.setattr("serve.classifier.candidates", lambda *a, **k: decoded.append(1))
     one = base64.b64encode(PNG).decode()
     assert_api_error(client.post("/predict", json={"images": [one] * (limit + 1)}), 413, "too_large")
     files = {"images": [file_field(PNG, f"{i}.png") for i in range(limit + 1)]}

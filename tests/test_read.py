@@ -99,6 +99,36 @@ def test_predict_refuses_several_digits_and_points_to_read(client, mnist_test):
     assert resp.json["error"]["code"] == "several_digits" and "/read" in resp.json["error"]["message"]
 
 
+def test_predict_lets_the_model_tell_a_wide_digit_from_two_that_touch(client, mnist_test):
+    """A lone piece of ink wider than a digit is cut where two touching digits would meet, but a
+    wide "0" or "4" is as wide: /predict asks the model about both readings. MNIST's own wide
+    digits (those the shapes alone would cut) are answered as one digit; two touching digits are
+    still refused as several."""
+    from serve.preprocess import Spec, candidates
+    from train.mnist import MEAN, STD
+
+    wide = []
+    for image, label in zip(mnist_test.images[:3000], mnist_test.labels[:3000]):
+        data = encode(255 - image)  # dark ink on white, as uploaded
+        if len(candidates(data, Spec(mean=MEAN, std=STD))) > 1:
+            wide.append((data, int(label)))
+    assert len(wide) >= 3  # five in the first 3,000 test digits
+    answers = [client.post("/predict", data=data, content_type="image/png") for data, _ in wide]
+    assert all(a.status_code == 200 for a in answers), [a.json for a in answers]
+    assert sum(a.json["digit"] == label for a, (_, label) in zip(answers, wide)) >= len(wide) - 1
+
+    a, b = (np.asarray(Image.fromarray(d).resize((80, 80), Image.Resampling.BICUBIC)) for d in pick(mnist_test, "38"))
+    a, b = (d[:, np.flatnonzero(d.max(0) > 60)[0] : np.flatnonzero(d.max(0) > 60)[-1] + 1] for d in (a, b))  # to their ink
+    pair = np.zeros((80, a.shape[1] + b.shape[1] - 4), np.uint8)  # the "8" written over the end of the "3"
+    pair[:, : a.shape[1]] = a
+    pair[:, -b.shape[1] :] = np.maximum(pair[:, -b.shape[1] :], b)
+    page = np.full((160, pair.shape[1] + 80), 255, np.uint8)
+    page[40:120, 40:-40] = 255 - pair
+    assert len(candidates(encode(page), Spec(mean=MEAN, std=STD))) > 1  # one piece of ink: both readings
+    resp = client.post("/predict", data=encode(page), content_type="image/png")
+    assert resp.status_code == 422 and resp.json["error"]["code"] == "several_digits", resp.json
+
+
 def test_predict_reads_one_digit_on_ruled_paper_beside_a_mark(client, mnist_test):
     page = page_of([pick(mnist_test, "4")], size=120, gap=60)
     for y in range(15, page.shape[0], 35):

@@ -1,8 +1,10 @@
 """serve/reading.py: which reading of ambiguous ink is kept, and the /read answer built from it."""
 import numpy as np
+import pytest
 
+from serve.errors import SeveralDigits
 from serve.preprocess import Digit
-from serve.reading import choose, reading
+from serve.reading import choose, one_digit, reading
 
 
 def digit(choice=-1, option=0, x=0, line=0):
@@ -27,6 +29,15 @@ def test_the_reading_the_model_is_surer_of_wins_whichever_the_shapes_favour():
     assert choose(found, probs(0.99, 0.55, 0.98, 0.97)) == [0, 2, 3]
     # ... and a confident whole beats two parts that are each less sure than it.
     assert choose(found, probs(0.99, 0.97, 0.9, 0.95)) == [0, 1]
+
+
+def test_a_one_digit_picture_is_the_reading_the_model_believes_or_several():
+    assert one_digit([digit()], probs(0.6)) == 0  # one digit: whatever the model thinks of it
+    # Lone ink cut as two touching digits (option 0) or read whole, as one wide digit (option 1).
+    found = [digit(0, 0), digit(0, 0, 10), digit(0, 1)]
+    assert one_digit(found, probs(0.7, 0.6, 0.98)) == 2
+    with pytest.raises(SeveralDigits, match="holds 2 digits.*/read"):
+        one_digit(found, probs(0.99, 0.98, 0.5))
 
 
 def test_a_part_taken_for_not_a_digit_sinks_its_reading():

@@ -82,9 +82,14 @@ def test_touching_digits_are_cut_at_the_thinnest_ink():
     assert a[0] == 20 and 78 <= a[0] + a[2] <= 92 and b[0] + b[2] == 150, "cut in the touching block"
     # The model is still asked about the other readings: the pair as one wide digit among them.
     assert {s.choice for s in found} == {0} and (20, 10, 130, 80) in [s.box for s in found if s.option > 0]
-    # /predict asks for the favoured readings only: the same digits, no other cut searched.
+    # /predict searches no other cut. The pair, the only ink on the picture, keeps its whole
+    # reading beside the favoured cut: one wide digit or two that touch is the model's call.
     alone = segment(mask, alternatives=False)
-    assert [s.box for s in alone] == [a, b] and {s.choice for s in alone} == {-1}
+    assert [s.box for s in favoured(alone)] == [a, b] and [s.box for s in alone if s.option > 0] == [(20, 10, 130, 80)]
+    # With other ink beside it, the favoured cut alone.
+    ring(mask, 160, 10, 36, 80)
+    beside = segment(mask, alternatives=False)
+    assert [s.box for s in beside] == [a, b, (160, 10, 36, 80)] and {s.choice for s in beside} == {-1}
 
 
 def test_overlapping_touching_digits_are_cut_along_a_bent_path():
