@@ -33,23 +33,32 @@ def model(committed_model):
 
 
 def _answers(model, pictures):
-    """(confidence, predicted index, flagged) per picture; refused pictures are flagged with confidence 0."""
+    """(confidence, predicted index, flagged) per picture, as /predict answers it (candidates, then the
+    reading one_digit keeps); refused pictures are flagged with confidence 0."""
     from serve.errors import NoDigit, SeveralDigits
-    from serve.preprocess import prepare
+    from serve.preprocess import candidates
+    from serve.reading import one_digit
     from serve.rejection import flags
 
     predictor, manifest, spec = model
-    tensors, refused = [], []
+    found = []
     for data in pictures:
         try:
-            tensors.append(prepare(data, spec).tensor)
-            refused.append(False)
+            found.append(candidates(data, spec))
         except (NoDigit, SeveralDigits):  # refused before the model: flagged
-            refused.append(True)
-    probs = predictor(np.stack(tensors)) if tensors else np.zeros((0, 10), np.float32)
-    conf, pred = np.zeros(len(pictures)), np.full(len(pictures), -1)
-    ok = ~np.array(refused)
-    conf[ok], pred[ok] = probs.max(1), probs.argmax(1)
+            found.append([])
+    flat = [d.tensor for digits in found for d in digits]
+    probs = predictor(np.stack(flat)) if flat else np.zeros((0, 10), np.float32)
+    conf, pred, refused, start = np.zeros(len(pictures)), np.full(len(pictures), -1), [], 0
+    for i, digits in enumerate(found):
+        rows, start = probs[start : start + len(digits)], start + len(digits)
+        try:
+            row = rows[one_digit(digits, rows)] if digits else None
+        except SeveralDigits:  # the ink read as touching digits: refused, flagged
+            row = None
+        refused.append(row is None)
+        if row is not None:
+            conf[i], pred[i] = row.max(), row.argmax()
     flagged = np.array([r or flags(c, manifest, None)[0] for r, c in zip(refused, conf)])
     return conf, pred, flagged
 
