@@ -72,6 +72,38 @@ def test_drawn_negatives_made_small_once_are_as_soft_as_mnist():
     assert changed and set(changed) <= set(neg.DRAWN) and not set(kept) & set(neg.DRAWN)
 
 
+def test_digits_read_wrongly_are_seeded_and_what_the_reading_offers(mnist_dir):
+    from serve.preprocess import read_gray
+    from train import negatives as neg
+    from train.mnist import load_split
+    from train.openset import pool
+
+    digits = load_split(mnist_dir, "train").images[:2000]
+    aspect = lambda im: np.ptp(np.flatnonzero(im.max(0) > 64)) / max(np.ptp(np.flatnonzero(im.max(1) > 64)), 1)  # noqa: E731
+    mnist = np.median([aspect(im) for im in digits[:200]])
+    for kind in neg.FROM_DIGITS:
+        a, b = neg.from_digits(kind, 60, seed=3, digits=digits), neg.from_digits(kind, 60, seed=3, digits=digits)
+        assert np.array_equal(a.images, b.images) and set(a.kinds) == {kind} and a.images.shape[1:] == (28, 28)
+        assert len(a.images) >= 15 and len(set(a.index)) + a.refused[kind] == 60  # a draw gives pictures or is refused
+        whole = neg.Negatives.merge([neg.from_digits(kind, 60, seed=3, digits=digits, part=(r, 2)) for r in (1, 0)])
+        assert np.array_equal(whole.images, a.images)
+        assert min(neg.elongation(im) for im in a.images) >= neg.STROKE_LIKE
+        if kind == "pairs":  # two digits in the 20-pixel box: wider than tall, where MNIST's digits are taller than wide
+            assert np.median([aspect(im) for im in a.images]) > 1.3 > 1.0 > mnist
+        else:  # part of a digit: narrower than the digit, fitted to the box by its height
+            assert np.median([aspect(im) for im in a.images]) < 0.8 * mnist
+    # two digits far apart are two groups: no reading takes them whole
+    gray, boxes = neg.two_digits(digits, np.random.default_rng(0), 0.6)
+    x0, x1 = boxes[0][0], boxes[1][0] + boxes[1][2]
+    assert not [d for d in read_gray(gray, neg.SPEC) if d.box[0] <= x0 and d.box[0] + d.box[2] >= x1]
+    # in the run's pool they come after the other kinds, which stay as they are without them
+    drawn = pool(40, 1, 1.0)
+    assert np.array_equal(pool(40, 1, 1.0, digits=digits), drawn)  # no shares, none of them
+    mixed = pool(40, 1, 1.0, digits=digits, shares={"pairs": 0.5, "parts": 0.25})
+    made = [neg.from_digits(k, n, seed=1 + 0x5EED, digits=digits).images for k, n in (("pairs", 20), ("parts", 10))]
+    assert all(len(m) for m in made) and np.array_equal(mixed, np.concatenate([drawn, *made]))
+
+
 def test_elongation_tells_a_bar_from_a_round_mark():
     from train import negatives as neg
 

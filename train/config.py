@@ -47,6 +47,11 @@ class TrainConfig:
     # back up (train/negatives.py small_once), so they are as soft as the digits. Validation
     # non-digits flagged at export: 89.3% with 0.5, 91.3% with 0.75, 92.2% with 1.0 (2026-12-03, same seed).
     negatives_small: float = 1.0
+    # Draws of two training digits touching, as /read sees them when it takes their ink whole
+    # (train/negatives.py pairs), per draw of the other non-digits: the model learns to doubt that reading.
+    negatives_pairs: float = 0.0
+    # ... and of a training digit cut in parts, as /read sees them when it cuts a wide digit.
+    negatives_parts: float = 0.0
     open_set: str = "extra"  # how negatives are learnt: "extra" (a "not a digit" class) or "oe" (outlier exposure)
     negatives_weight: float = 0.5  # outlier-exposure weight of the negatives' loss ("oe" only)
     val_size: int = 5000
@@ -82,8 +87,9 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         # A config saved before open-set training had no negatives, one saved before the plain first
         # epochs augmented from epoch 0 and mixed non-digits in from epoch 0, one saved before
-        # small_once drew none so: resumed, they go on as they began.
-        d = {"negatives": 0.0, "augment_from_epoch": 0, "negatives_small": 0.0, "negatives_from_epoch": 0, **d}
+        # small_once drew none so, one saved before pairs and parts drew none: resumed, they go on as they began.
+        d = {"negatives": 0.0, "augment_from_epoch": 0, "negatives_small": 0.0, "negatives_from_epoch": 0,
+             "negatives_pairs": 0.0, "negatives_parts": 0.0, **d}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -131,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negatives-small", type=float, default=d.negatives_small,
                    help="share of drawn non-digits made 28x28 once and scaled back up, as soft as the digits "
                         f"(default: {d.negatives_small})")
+    p.add_argument("--negatives-pairs", type=float, default=d.negatives_pairs,
+                   help="draws of two training digits touching, read whole, per draw of the other non-digits "
+                        f"(default: {d.negatives_pairs})")
+    p.add_argument("--negatives-parts", type=float, default=d.negatives_parts,
+                   help="draws of a training digit cut in parts, each part read alone, per draw of the other non-digits "
+                        f"(default: {d.negatives_parts})")
     p.add_argument("--open-set", choices=["extra", "oe"], default=d.open_set,
                    help=f"extra: a 'not a digit' class; oe: outlier exposure, uniform over digits (default: {d.open_set})")
     p.add_argument("--negatives-weight", type=float, default=d.negatives_weight, help=f"weight of their loss, oe only (default: {d.negatives_weight})")

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from serve.errors import NoDigit, SeveralDigits
-from serve.preprocess import Spec, prepare_gray
+from serve.preprocess import Spec, prepare_gray, read_gray
 from train.mnist import DIGIT_BOX, MEAN, STD
 
 # Glyphs that a writer could mean as a digit (O/0, l/1, Z/2, З/3, Ч/4, S/5, b/6, B/8, ∞/8, g/9 ...) are left out:
@@ -391,6 +391,87 @@ def make(n: int, seed: int, sources: Sources | None = None, kinds=None, part: tu
         index.append(i)
     return Negatives(np.stack(images) if images else np.zeros((0, 28, 28), np.uint8), np.array(got, dtype=str),
                      refused, stroke_like, np.array(index, np.int64))
+
+
+# --- digits read wrongly: two as one, one as two -------------------------------------------
+
+# /read offers ambiguous ink several ways (serve/segment.py): digits that touch whole beside the
+# cut, a wide digit cut beside whole, and the model's belief chooses (serve/reading.py). A model
+# that never saw two digits squeezed into one box reads "66" as a confident "6", and one that never
+# saw half a "0" reads it as a "6": the wrong reading wins. These kinds are made from the run's
+# own training digits, through serving's reading, so they are what the chooser shows the model.
+PAIR_OVERLAP = (0.0, 0.1)  # how far the second of two touching digits reaches back over the first (fraction of their height)
+APART = (0.15, 0.5)  # the gap between two digits that do not touch (fraction of their height)
+PART = 0.6  # a reading narrower than this fraction of the digit it lies in is a part of it (not the digit, nearly)
+
+
+def digit_ink(digit: np.ndarray, height: int) -> np.ndarray:
+    """An MNIST digit (uint8, light on black) cut to its ink and scaled to `height` pixels: float ink."""
+    rows, cols = np.flatnonzero(digit.max(1) > 30), np.flatnonzero(digit.max(0) > 30)
+    cut = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    width = max(2, round(cut.shape[1] * height / cut.shape[0]))
+    return np.asarray(Image.fromarray(cut).resize((width, height), Image.Resampling.BICUBIC), np.float32) / 255.0
+
+
+def two_digits(digits: np.ndarray, rng: np.random.Generator, gap: float) -> tuple[np.ndarray, list[tuple]]:
+    """(picture, boxes): two training digits side by side with uneven sizes and baselines, on
+    paper, the second `gap` x their size right of the first (negative: reaching back over it);
+    boxes are where each digit's ink lies (x, y, w, h)."""
+    size = int(rng.integers(40, 100))
+    a, b = (digit_ink(digits[int(rng.integers(len(digits)))], int(size * rng.uniform(0.85, 1.15))) for _ in range(2))
+    x_b = max(1, a.shape[1] + int(round(gap * size)))
+    y_a, y_b = (int(size * rng.uniform(-0.1, 0.1)) for _ in range(2))
+    top, pad = min(y_a, y_b), size // 2
+    h = max(y_a + a.shape[0], y_b + b.shape[0]) - top
+    w = max(a.shape[1], x_b + b.shape[1])
+    ink = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
+    boxes = []
+    for d, x, y in ((a, 0, y_a), (b, x_b, y_b)):
+        region = ink[pad + y - top : pad + y - top + d.shape[0], pad + x : pad + x + d.shape[1]]
+        np.maximum(region, d, out=region)
+        boxes.append((pad + x, pad + y - top, d.shape[1], d.shape[0]))
+    return on_paper(ink, rng), boxes
+
+
+def pair_read_whole(digits: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Two training digits touching, as the model sees them when the reading takes them for one
+    (none when no reading does: digits that do not touch are never offered as one)."""
+    gray, (a, b) = two_digits(digits, rng, -rng.uniform(*PAIR_OVERLAP))
+    x0, x1 = a[0], b[0] + b[2]
+    slack = 0.1 * (x1 - x0)  # the reading's box is the ink's, which the bicubic edges may shrink
+    return [d.image for d in read_gray(gray, SPEC) if d.box[0] <= x0 + slack and d.box[0] + d.box[2] >= x1 - slack][:1]
+
+
+def digit_read_in_parts(digits: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Two training digits apart, as the model sees the parts of either when a reading cuts it
+    (none when no reading does: most digits are narrower than a cut is offered for)."""
+    gray, boxes = two_digits(digits, rng, rng.uniform(*APART))
+    out = []
+    for d in read_gray(gray, SPEC):
+        cx = d.box[0] + d.box[2] / 2
+        if any(x <= cx <= x + w and d.box[2] < PART * w for x, _, w, _ in boxes) and elongation(d.image) >= STROKE_LIKE:
+            out.append(d.image)  # a part shaped like a plain stroke is a 1 to a writer: left out, as in make()
+    return out[:2]
+
+
+FROM_DIGITS = {"pairs": (pair_read_whole, 0x9A12), "parts": (digit_read_in_parts, 0x9A27)}
+
+
+def from_digits(kind: str, n: int, seed: int, digits: np.ndarray, part: tuple[int, int] = (0, 1)) -> Negatives:
+    """n draws of a FROM_DIGITS kind made from `digits` (training digits only), a function of the
+    seed; part as in make(). Draws that give no picture count as refused."""
+    make_one, salt = FROM_DIGITS[kind]
+    images, index, refused = [], [], 0
+    for i in range(part[0], n, part[1]):
+        try:
+            got = make_one(digits, np.random.default_rng([seed, i, salt]))
+        except REFUSED:
+            got = []
+        refused += not got
+        images += got
+        index += [i] * len(got)
+    return Negatives(np.stack(images) if images else np.zeros((0, 28, 28), np.uint8), np.array([kind] * len(images), dtype=str),
+                     {kind: refused}, {kind: 0}, np.array(index, np.int64))
 
 
 if __name__ == "__main__":  # python -m train.negatives OUT.png: a contact sheet to look at

@@ -27,11 +27,18 @@ from train.data import normalize
 NEGATIVE = -1  # the label a negative carries through the batch
 
 
-def pool(n: int, seed: int, small_share: float, dist: Dist = Dist()) -> np.ndarray:
+def pool(n: int, seed: int, small_share: float, dist: Dist = Dist(), digits: np.ndarray | None = None,
+         shares: dict[str, float] | None = None) -> np.ndarray:
     """The run's negatives (uint8 [M, 28, 28]): made once, a function of the seed alone. Under
-    data-parallel training each rank draws its share and all ranks gather the same whole."""
-    mine = neg.make(n, seed=seed + 0x5EED, part=(dist.rank, dist.world_size), small_share=small_share)
-    return neg.Negatives.merge(dist.gather(mine)).images
+    data-parallel training each rank draws its share and all ranks gather the same whole.
+    shares: draws of each kind made from `digits` (training digits: train/negatives.py
+    FROM_DIGITS) per draw of the other kinds; added after them, which stay as they are."""
+    part = (dist.rank, dist.world_size)
+    made = [neg.make(n, seed=seed + 0x5EED, part=part, small_share=small_share)]
+    for kind, share in sorted((shares or {}).items()):
+        if digits is not None and round(n * share):
+            made.append(neg.from_digits(kind, round(n * share), seed=seed + 0x5EED, digits=digits, part=part))
+    return np.concatenate([neg.Negatives.merge(dist.gather(m)).images for m in made])
 
 
 def pool_size(limit: int, fraction: float, batch_size: int, steps_per_epoch: int) -> int:

@@ -112,7 +112,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
         if negatives is None:
             t_neg = time.perf_counter()
             n = openset.pool_size(cfg.negatives_pool, cfg.negatives, cfg.batch_size, per_epoch)
-            negatives = openset.pool(n, cfg.seed, cfg.negatives_small, dist)
+            negatives = openset.pool(n, cfg.seed, cfg.negatives_small, dist, data.train_x,
+                                     {"pairs": cfg.negatives_pairs, "parts": cfg.negatives_parts})
             log(f"{len(negatives)} non-digit pictures made in {time.perf_counter() - t_neg:.1f} s; "
                 f"{cfg.negatives:.3f} of each batch from epoch {cfg.negatives_from_epoch + 1}")
         return negatives
