@@ -17,11 +17,12 @@ def lined_photo(digit: np.ndarray, rng, width: int, height: int) -> bytes:
     """A phone JPEG of one digit on ruled notebook paper, `width` x `height` pixels."""
     from PIL import Image
 
-    from tests.pages import PENS, paper, photograph, put, _digit_ink
+    from tests.pages import PENS, paper, photograph, put
+    from train.negatives import digit_ink
 
     size = max(40, height // 5)
     sheet = paper(rng, height, width, "ruled", size)
-    put(sheet, _digit_ink(digit, size), width // 2 - size // 3, height // 2 - size // 2, PENS[1])
+    put(sheet, digit_ink(digit, size), width // 2 - size // 3, height // 2 - size // 2, PENS[1])
     return photograph(sheet, rng)
 
 

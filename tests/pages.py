@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from train.negatives import digit_ink
+
 REPORT_SEED = 1_000_000  # first seed of the reported pictures; tuning stays below 2000
 PAPERS = ("blank", "ruled", "squared", "margin")
 PENS = ((20, 20, 25), (25, 35, 110), (15, 30, 80), (50, 50, 55), (10, 10, 60))  # black, blue, dark grey
@@ -33,14 +35,6 @@ class Picture:
     data: bytes  # the encoded file
     text: str  # the digits on it, lines separated by "\n"
     boxes: tuple = ()  # where each digit of `text` is (x, y, w, h in the picture), where recorded
-
-
-def _digit_ink(digit: np.ndarray, height: int) -> np.ndarray:
-    """An MNIST digit (light on black) cut to its ink and scaled to `height` pixels: float alpha."""
-    rows, cols = np.flatnonzero(digit.max(1) > 30), np.flatnonzero(digit.max(0) > 30)
-    cut = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    width = max(2, round(cut.shape[1] * height / cut.shape[0]))
-    return np.asarray(Image.fromarray(cut).resize((width, height), Image.Resampling.BICUBIC), np.float32) / 255.0
 
 
 def paper(rng: np.random.Generator, h: int, w: int, kind: str, unit: int) -> np.ndarray:
@@ -117,7 +111,7 @@ def single(digits, labels, rng, kind: str) -> Picture:
     """One digit on a sheet of `kind` paper, anywhere but on the margin."""
     img, label = _pick(digits, labels, rng)
     size = int(rng.integers(40, 130))
-    alpha = _digit_ink(img, size)
+    alpha = digit_ink(img, size)
     h, w = int(size * rng.uniform(1.6, 4)), int(size * rng.uniform(1.6, 5))
     sheet = paper(rng, h, w, kind, size)
     # Clear of the edges, which the tilt turns out of the picture; right of the margin line.
@@ -134,7 +128,7 @@ def number(digits, labels, rng, kind: str | None = None, length: int | None = No
     n = length or int(rng.integers(2, 9))
     size = int(rng.integers(40, 110))
     picks = [_pick(digits, labels, rng) for _ in range(n)]
-    inks = [_digit_ink(img, int(size * rng.uniform(0.85, 1.15))) for img, _ in picks]
+    inks = [digit_ink(img, int(size * rng.uniform(0.85, 1.15))) for img, _ in picks]
     xs, x = [], 0
     for i, a in enumerate(inks):
         xs.append(x)
@@ -182,7 +176,7 @@ def cluttered(digits, labels, rng) -> Picture:
     kind = PAPERS[rng.integers(len(PAPERS))]
     img, label = _pick(digits, labels, rng)
     size = int(rng.integers(50, 120))
-    alpha = _digit_ink(img, size)
+    alpha = digit_ink(img, size)
     h, w = size * 3, size * 4
     sheet = paper(rng, h, w, kind, size)
     x, y = int(w * 0.35), int(h * 0.3)
