@@ -36,8 +36,8 @@ def pool(n: int, seed: int, small_share: float, dist: Dist = Dist(), digits: np.
     part = (dist.rank, dist.world_size)
     made = [neg.make(n, seed=seed + 0x5EED, part=part, small_share=small_share)]
     for kind, share in sorted((shares or {}).items()):
-        if digits is not None and round(n * share):
-            made.append(neg.from_digits(kind, round(n * share), seed=seed + 0x5EED, digits=digits, part=part))
+        if digits is not None and (draws := round(n * share)):
+            made.append(neg.from_digits(kind, draws, seed=seed + 0x5EED, digits=digits, part=part))
     return np.concatenate([neg.Negatives.merge(dist.gather(m)).images for m in made])
 
 
