@@ -21,7 +21,7 @@ from serve import rejection
 from serve.config import ServeConfig
 from serve.errors import ApiError, BadRequest, NotReady, TooLarge, at
 from serve.preprocess import Digit, Limits, candidates, read
-from serve.reading import choose, one_digit
+from serve.reading import choose, one_digit_each
 
 
 @dataclass(frozen=True)
@@ -88,17 +88,11 @@ class Classifier:
                 found.append(candidates(data, spec, limits))
             except ApiError as e:
                 raise at(e, i, name) from None
-        probs = self._infer(np.stack([d.tensor for digits in found for d in digits]))  # all at once
-        rows, seen, start = [], [], 0
-        for i, digits in enumerate(found):
-            try:
-                k = one_digit(digits, probs[start : start + len(digits)])
-            except ApiError as e:
-                raise at(e, i, name) from None
-            rows.append(start + k)
-            seen.append(digits[k].image)
-            start += len(digits)
-        return self._judge(probs[rows], manifest, seen)
+        answers = one_digit_each(found, self._infer)  # every image's candidates in one inference
+        for i, a in enumerate(answers):
+            if isinstance(a, ApiError):
+                raise at(a, i, name)
+        return self._judge(np.stack([row for row, _ in answers]), manifest, [d.image for _, d in answers])
 
     def classify_tensor(self, batch: np.ndarray) -> list[Prediction]:
         """A float32 [N, 1, 28, 28] batch the client preprocessed and normalized as the manifest says."""

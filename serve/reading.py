@@ -2,9 +2,11 @@
 and which reading of ambiguous ink (one wide digit, or digits that touch) the model believes."""
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
 
-from serve.errors import SeveralDigits
+from serve.errors import ApiError, SeveralDigits
 
 
 def choose(found: list, probs: np.ndarray) -> list[int]:
@@ -32,6 +34,28 @@ def one_digit(found: list, probs: np.ndarray) -> int:
     if len(keep) > 1:
         raise SeveralDigits.holding(len(keep))
     return keep[0]
+
+
+def one_digit_each(found: Sequence[list | ApiError], infer: Callable[[np.ndarray], np.ndarray]) -> list:
+    """Each picture as /predict reads it, from its candidates or the fault that refused it before the
+    model: every candidate of every picture in one inference, then per picture the reading `one_digit`
+    keeps, as (probability row, Digit), or the fault refusing it (the fault given, or SeveralDigits).
+    The classifier raises the first fault with its index; a measurement counts each as refused."""
+    flat = [d.tensor for digits in found if not isinstance(digits, ApiError) for d in digits]
+    probs = infer(np.stack(flat)) if flat else np.zeros((0, 0), np.float32)
+    out, start = [], 0
+    for digits in found:
+        if isinstance(digits, ApiError):
+            out.append(digits)
+            continue
+        rows, start = probs[start : start + len(digits)], start + len(digits)
+        try:
+            k = one_digit(digits, rows)
+        except SeveralDigits as e:
+            out.append(e)
+            continue
+        out.append((rows[k], digits[k]))
+    return out
 
 
 def reading(described: list[dict], found: list, model: dict) -> dict:

@@ -260,14 +260,15 @@ class Reader:
         """(digit, confidence) /predict answers, or None for an error answer (e.g. several_digits)."""
         from serve.errors import ApiError
         from serve.preprocess import candidates
-        from serve.reading import one_digit
+        from serve.reading import one_digit_each
 
         try:
-            found = candidates(data, self.spec)
-            probs = self.predictor(np.stack([d.tensor for d in found]))
-            p = probs[one_digit(found, probs)]
+            (answer,) = one_digit_each([candidates(data, self.spec)], self.predictor)
         except ApiError:
             return None
+        if isinstance(answer, ApiError):
+            return None
+        p = answer[0]
         return int(self.manifest["labels"][int(p.argmax())]), float(p.max())
 
 

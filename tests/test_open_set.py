@@ -33,11 +33,11 @@ def model(committed_model):
 
 
 def _answers(model, pictures):
-    """(confidence, predicted index, flagged) per picture, as /predict answers it (candidates, then the
-    reading one_digit keeps); refused pictures are flagged with confidence 0."""
-    from serve.errors import NoDigit, SeveralDigits
+    """(confidence, predicted index, flagged) per picture, as /predict answers it (serve/reading.py's
+    one_digit_each, the classifier's own walk); refused pictures are flagged with confidence 0."""
+    from serve.errors import ApiError, NoDigit, SeveralDigits
     from serve.preprocess import candidates
-    from serve.reading import one_digit
+    from serve.reading import one_digit_each
     from serve.rejection import flags
 
     predictor, manifest, spec = model
@@ -45,20 +45,12 @@ def _answers(model, pictures):
     for data in pictures:
         try:
             found.append(candidates(data, spec))
-        except (NoDigit, SeveralDigits):  # refused before the model: flagged
-            found.append([])
-    flat = [d.tensor for digits in found for d in digits]
-    probs = predictor(np.stack(flat)) if flat else np.zeros((0, 10), np.float32)
-    conf, pred, refused, start = np.zeros(len(pictures)), np.full(len(pictures), -1), [], 0
-    for i, digits in enumerate(found):
-        rows, start = probs[start : start + len(digits)], start + len(digits)
-        try:
-            row = rows[one_digit(digits, rows)] if digits else None
-        except SeveralDigits:  # the ink read as touching digits: refused, flagged
-            row = None
-        refused.append(row is None)
-        if row is not None:
-            conf[i], pred[i] = row.max(), row.argmax()
+        except (NoDigit, SeveralDigits) as e:  # refused before the model: flagged
+            found.append(e)
+    answers = one_digit_each(found, predictor)
+    refused = np.array([isinstance(a, ApiError) for a in answers])
+    conf = np.array([0.0 if r else float(a[0].max()) for r, a in zip(refused, answers)])
+    pred = np.array([-1 if r else int(a[0].argmax()) for r, a in zip(refused, answers)])
     flagged = np.array([r or flags(c, manifest, None)[0] for r, c in zip(refused, conf)])
     return conf, pred, flagged
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from serve.errors import SeveralDigits
+from serve.errors import NoDigit, SeveralDigits
 from serve.preprocess import Digit
-from serve.reading import choose, one_digit, reading
+from serve.reading import choose, one_digit, one_digit_each, reading
 
 
 def digit(choice=-1, option=0, x=0, line=0):
@@ -38,6 +38,25 @@ def test_a_one_digit_picture_is_the_reading_the_model_believes_or_several():
     assert one_digit(found, probs(0.7, 0.6, 0.98)) == 2
     with pytest.raises(SeveralDigits, match="holds 2 digits.*/read"):
         one_digit(found, probs(0.99, 0.98, 0.5))
+
+
+def test_each_picture_is_read_from_its_own_rows_of_one_inference():
+    """one_digit_each: the classifier's walk over a request's pictures, one inference for all."""
+    calls = []
+
+    def infer(batch):
+        calls.append(len(batch))
+        return probs(0.6, 0.7, 0.6, 0.98, 0.99, 0.98, 0.5)[: len(batch)]
+
+    refused = NoDigit("no digit")
+    lone, wide = [digit()], [digit(0, 0), digit(0, 0, 10), digit(0, 1)]
+    out = one_digit_each([lone, wide, refused, wide], infer)
+    assert calls == [7]  # every candidate of every picture at once; none for the refused picture
+    assert out[0][1] is lone[0] and out[0][0][0] == pytest.approx(0.6)
+    assert out[1][1] is wide[2] and out[1][0].max() == pytest.approx(0.98)  # read whole (rows 1-3)
+    assert out[2] is refused
+    assert isinstance(out[3], SeveralDigits)  # rows 4-6: the cut is surer, so it holds 2 digits
+    assert one_digit_each([refused], infer) == [refused] and calls == [7]  # nothing to infer
 
 
 def test_a_part_taken_for_not_a_digit_sinks_its_reading():
