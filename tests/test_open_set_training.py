@@ -49,12 +49,15 @@ def test_the_published_graph_applies_the_temperature(tiny_run, tmp_path):
 
 
 def test_non_digits_join_at_their_epoch(synthetic_data, tmp_path):
-    """The pool is made when the first epoch that mixes non-digits in begins, not before epoch 1."""
+    """The pools (non-digits, digits read from rows) are made when the first epoch that mixes them
+    in begins, not before epoch 1."""
     out = run_module("train", "--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path), "--run-name", "late",
                      "--model", "lenet", "--epochs", "2", "--batch-size", "32", "--val-size", "100",
                      "--negatives", "0.25", "--negatives-from-epoch", "1", "--negatives-pool", "60",
-                     "--no-progress").stdout
+                     "--read-digits", "0.25", "--no-progress").stdout
     lines = out.splitlines()
-    made = [i for i, l in enumerate(lines) if "non-digit pictures made" in l]
     first_epoch = next(i for i, l in enumerate(lines) if l.startswith("epoch 1/2:"))
-    assert len(made) == 1 and made[0] > first_epoch and "from epoch 2" in lines[made[0]]
+    for pool in ("non-digit pictures made", "digits read from rows made"):
+        made = [i for i, l in enumerate(lines) if pool in l]
+        assert len(made) == 1 and made[0] > first_epoch and "from epoch 2" in lines[made[0]], out
+    assert json.loads((tmp_path / "late" / "config.json").read_text())["read_digits"] == 0.25

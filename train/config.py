@@ -52,6 +52,9 @@ class TrainConfig:
     negatives_pairs: float = 0.0
     # ... and of a training digit cut in parts, as /read sees them when it cuts a wide digit.
     negatives_parts: float = 0.0
+    # Training digits as /read cuts them out of written rows on notebook paper (train/read_digits.py),
+    # added to each batch with their labels, as a fraction of it, from negatives_from_epoch on; 0: none.
+    read_digits: float = 0.0
     open_set: str = "extra"  # how negatives are learnt: "extra" (a "not a digit" class) or "oe" (outlier exposure)
     negatives_weight: float = 0.5  # outlier-exposure weight of the negatives' loss ("oe" only)
     val_size: int = 5000
@@ -87,9 +90,10 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         # A config saved before open-set training had no negatives, one saved before the plain first
         # epochs augmented from epoch 0 and mixed non-digits in from epoch 0, one saved before
-        # small_once drew none so, one saved before pairs and parts drew none: resumed, they go on as they began.
+        # small_once drew none so, one saved before pairs, parts and digits read from rows drew none: resumed,
+        # they go on as they began.
         d = {"negatives": 0.0, "augment_from_epoch": 0, "negatives_small": 0.0, "negatives_from_epoch": 0,
-             "negatives_pairs": 0.0, "negatives_parts": 0.0, **d}
+             "negatives_pairs": 0.0, "negatives_parts": 0.0, "read_digits": 0.0, **d}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -143,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negatives-parts", type=float, default=d.negatives_parts,
                    help="draws of a training digit cut in parts, each part read alone, per draw of the other non-digits "
                         f"(default: {d.negatives_parts})")
+    p.add_argument("--read-digits", type=float, default=d.read_digits,
+                   help="training digits as /read cuts them out of written rows, added to each batch with their "
+                        f"labels, as a fraction of it, from --negatives-from-epoch on (default: {d.read_digits})")
     p.add_argument("--open-set", choices=["extra", "oe"], default=d.open_set,
                    help=f"extra: a 'not a digit' class; oe: outlier exposure, uniform over digits (default: {d.open_set})")
     p.add_argument("--negatives-weight", type=float, default=d.negatives_weight, help=f"weight of their loss, oe only (default: {d.negatives_weight})")

@@ -47,19 +47,36 @@ def pool_size(limit: int, fraction: float, batch_size: int, steps_per_epoch: int
     return min(limit, 2 * steps_per_epoch * round(batch_size * fraction))
 
 
-def mix(batches, negatives: np.ndarray, fraction: float, *, seed: int, epoch: int):
-    """Add round(B * fraction) negatives to each (step, x, y) batch, labelled NEGATIVE, at shuffled
-    places (so data-parallel ranks, which take contiguous slices, each get their share)."""
+def mix(batches, images: np.ndarray, fraction: float, *, seed: int, epoch: int, labels: np.ndarray | None = None,
+        salt: int = 0x4E):
+    """Add round(B * fraction) of `images` to each (step, x, y) batch at shuffled places (so
+    data-parallel ranks, which take contiguous slices, each get their share), labelled NEGATIVE,
+    or with their `labels` (digits read from rows: read_pool). salt: a stream of its own per pool."""
     for step, x, y in batches:
         k = int(round(len(y) * fraction))
-        if k == 0 or len(negatives) == 0:
+        if k == 0 or len(images) == 0:
             yield step, x, y
             continue
-        rng = np.random.default_rng([seed, epoch, step, 0x4E])
-        idx = rng.choice(len(negatives), k, replace=False)
+        rng = np.random.default_rng([seed, epoch, step, salt])
+        idx = rng.choice(len(images), k, replace=False)
         order = rng.permutation(len(y) + k)
-        x = np.concatenate([x, normalize(negatives[idx])])[order]
-        yield step, x, np.concatenate([y, np.full(k, NEGATIVE, y.dtype)])[order]
+        x = np.concatenate([x, normalize(images[idx])])[order]
+        added = np.full(k, NEGATIVE, y.dtype) if labels is None else labels[idx].astype(y.dtype)
+        yield step, x, np.concatenate([y, added])[order]
+
+
+READ_SALT = 0x52  # mix's stream for the digits read from rows
+
+
+def read_pool(n: int, seed: int, dist: Dist, digits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels): about n training digits as /read cuts them out of written rows
+    (train/read_digits.py), made once, a function of the seed; each rank draws its share of the rows."""
+    from train import read_digits
+
+    rows = -(-n * 10 // 27)  # ~2.7 digits kept per row
+    got = read_digits.ReadDigits.merge(dist.gather(read_digits.make(rows, seed + 0x8EAD, digits, labels,
+                                                                    part=(dist.rank, dist.world_size))))
+    return got.images, got.labels
 
 
 def loss(logits, labels, weight: float = 0.5):

@@ -12,7 +12,7 @@ import paddle
 
 from serve.cpu import fast_mkl_on_amd  # shared with serving; serve never imports train
 from train import checkpoint as ckpt
-from train import distributed
+from train import distributed, openset
 from train.config import TrainConfig
 from train.data import Augment, Dataset, load_data, steps_per_epoch, train_batches
 from train.loop import evaluate, train_one_epoch
@@ -99,11 +99,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
 
     train_model = dist.wrap(model)  # after resume: DataParallel starts from rank 0's weights
     augment = Augment() if cfg.augment else None
-    negatives, loss_fn = None, None
-    if cfg.negatives:
-        from train import openset
-
-        loss_fn = openset.loss_for(cfg.open_set, cfg.negatives_weight)
+    negatives = None
+    loss_fn = openset.loss_for(cfg.open_set, cfg.negatives_weight) if cfg.negatives else None
 
     def negatives_pool():
         """The run's non-digits, made when the first epoch that mixes them in begins (a function of
@@ -117,6 +114,19 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
             log(f"{len(negatives)} non-digit pictures made in {time.perf_counter() - t_neg:.1f} s; "
                 f"{cfg.negatives:.3f} of each batch from epoch {cfg.negatives_from_epoch + 1}")
         return negatives
+
+    read = None
+
+    def read_pool():
+        """(images, labels): training digits as /read cuts them out of rows, made with the non-digits."""
+        nonlocal read
+        if read is None:
+            t_read = time.perf_counter()
+            n = openset.pool_size(cfg.negatives_pool, cfg.read_digits, cfg.batch_size, per_epoch)
+            read = openset.read_pool(n, cfg.seed, dist, data.train_x, data.train_y)
+            log(f"{len(read[0])} digits read from rows made in {time.perf_counter() - t_read:.1f} s; "
+                f"{cfg.read_digits:.3f} of each batch from epoch {cfg.negatives_from_epoch + 1}")
+        return read
 
     started = t_start - pos.wall_s
     mid_vals = mid_epoch_validations(per_epoch, 1 if dry_run else cfg.val_per_epoch)
@@ -180,6 +190,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                 epoch=epoch, start_step=pos.step,
                 augment=augment, augment_from_epoch=cfg.augment_from_epoch, part=dist.part(cfg.batch_size),
             )
+            if cfg.read_digits and epoch >= cfg.negatives_from_epoch:
+                images, labels = read_pool()
+                batches = openset.mix(batches, images, cfg.read_digits, seed=dist.rank_seed(cfg.seed), epoch=epoch,
+                                      labels=labels, salt=openset.READ_SALT)
             if cfg.negatives and epoch >= cfg.negatives_from_epoch:  # each rank adds its own share, with its own seed
                 batches = openset.mix(batches, negatives_pool(), cfg.negatives, seed=dist.rank_seed(cfg.seed), epoch=epoch)
             stats = train_one_epoch(train_model, optimizer, schedule, batches, seed=dist.rank_seed(cfg.seed), epoch=epoch,
