@@ -74,8 +74,10 @@ def test_digits_read_from_rows_join_batches_with_their_labels():
     assert not np.array_equal(np.flatnonzero(my == 7), np.flatnonzero(ny == 7))
 
 
-def test_a_config_saved_before_reads_no_rows():
+def test_the_default_model_reads_rows_and_a_config_saved_before_does_not():
     from train.config import TrainConfig
 
-    assert TrainConfig.from_dict({"model": "cnn"}).read_digits == 0.0
-    assert TrainConfig.from_dict({"model": "cnn", "read_digits": 0.0625}).read_digits == 0.0625
+    assert TrainConfig().resolved().read_digits == 0.125
+    assert TrainConfig(model="lenet").resolved().read_digits == 0.0  # the course's table trains as the course did
+    assert TrainConfig.from_dict({"model": "cnn"}).resolved().read_digits == 0.0
+    assert TrainConfig.from_dict({"model": "cnn", "read_digits": 0.0625}).resolved().read_digits == 0.0625
