@@ -13,13 +13,14 @@ from tests.uploads import KINDS
 
 DIGITS_PER_KIND = 150
 NON_DIGITS_PER_KIND = 40
-# The issue's target is 90% of non-digits flagged or refused. Version 6 (all its drawn non-digits
-# made 28x28 once) flags 90.6% of these 320 and 88.9% of tests/nondigits.py's 800, version 5 (three
-# in four) about 88%, version 4 (half) 82-83%, version 3 77-80%, version 2 about 62%: the README
-# says so. This floor guards what the newest version reaches (the plain model of version 1 flagged
-# about 1 in 5, the issue says).
+# The issue's target is 90% of non-digits flagged or refused. Version 7 (trained on digits as /read
+# cuts them out of rows too) flags 93.1% of these 320 and 91.25% of tests/nondigits.py's 800,
+# version 6 (all its drawn non-digits made 28x28 once) 90.6% and 88.6-88.9%, version 5 (three in
+# four) about 88%, version 4 (half) 82-83%, version 3 77-80%, version 2 about 62%: the README says
+# so. This floor guards what the newest version reaches (the plain model of version 1 flagged about
+# 1 in 5, the issue says).
 NON_DIGITS_FLAGGED_TARGET = 0.90
-NON_DIGITS_FLAGGED_FLOOR = 0.86
+NON_DIGITS_FLAGGED_FLOOR = 0.89
 
 
 @pytest.fixture(scope="module")
