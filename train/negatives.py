@@ -341,11 +341,17 @@ class Negatives:
     @staticmethod
     def merge(parts: "list[Negatives]") -> "Negatives":
         """The parts make() drew on each of several processes, as one make() of all of them would."""
-        index = np.concatenate([p.index for p in parts])
-        order = np.argsort(index, kind="stable")
+        images, kinds, index = in_draw_order(parts, "images", "kinds")
         total = lambda field: {k: sum(getattr(p, field).get(k, 0) for p in parts) for k in parts[0].refused}
-        return Negatives(np.concatenate([p.images for p in parts])[order], np.concatenate([p.kinds for p in parts])[order],
-                         total("refused"), total("stroke_like"), index[order])
+        return Negatives(images, kinds, total("refused"), total("stroke_like"), index)
+
+
+def in_draw_order(parts: list, *fields: str) -> list[np.ndarray]:
+    """The per-picture `fields` of parts drawn on several processes (each with an `index` of its draw
+    numbers), concatenated in draw order, then that index: as one process drawing them all."""
+    index = np.concatenate([p.index for p in parts])
+    order = np.argsort(index, kind="stable")
+    return [np.concatenate([getattr(p, f) for p in parts])[order] for f in fields] + [index[order]]
 
 
 def draw(kind: str, src: Sources, rng: np.random.Generator) -> np.ndarray:

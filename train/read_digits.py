@@ -21,7 +21,7 @@ import numpy as np
 
 from serve.errors import ApiError
 from serve.preprocess import read_gray
-from train.negatives import SPEC, digit_ink
+from train.negatives import SPEC, digit_ink, in_draw_order
 
 DIGITS_PER_ROW = (2, 5)  # 2 to 4 digits
 TOUCH = 0.25  # share of gaps where the next digit reaches back over the last
@@ -45,10 +45,7 @@ class ReadDigits:
     @staticmethod
     def merge(parts: "list[ReadDigits]") -> "ReadDigits":
         """The parts make() drew on several processes, as one make() of all the rows would."""
-        index = np.concatenate([p.index for p in parts])
-        order = np.argsort(index, kind="stable")
-        return ReadDigits(np.concatenate([p.images for p in parts])[order], np.concatenate([p.labels for p in parts])[order],
-                          index[order])
+        return ReadDigits(*in_draw_order(parts, "images", "labels"))
 
 
 def paper(h: int, w: int, unit: int, rng: np.random.Generator) -> np.ndarray:
