@@ -74,7 +74,7 @@ def photographed(sheet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     cx, cy = rng.uniform(0, w), rng.uniform(0, h)
     lit = sheet * (1.0 - rng.uniform(0.05, 0.35) * np.hypot((xx - cx) / w, (yy - cy) / h))
     gray = np.clip(lit + rng.normal(0, rng.uniform(0, 5), lit.shape), 0, 255).astype(np.uint8)
-    ok, jpeg = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 95))])
+    _, jpeg = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 95))])
     return cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE)
 
 
