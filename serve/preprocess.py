@@ -152,9 +152,9 @@ def is_dark_on_light(gray: np.ndarray) -> bool:
 
 def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width of a binary drawing: twice its area over its perimeter."""
-    area = mask.sum()
+    area = np.count_nonzero(mask)  # (a bool array's sum() is ~8x slower)
     edges = np.count_nonzero(np.diff(mask, axis=0)) + np.count_nonzero(np.diff(mask, axis=1))
-    edges += mask[0].sum() + mask[-1].sum() + mask[:, 0].sum() + mask[:, -1].sum()
+    edges += sum(np.count_nonzero(side) for side in (mask[0], mask[-1], mask[:, 0], mask[:, -1]))
     return 2.0 * area / max(edges, 1)
 
 

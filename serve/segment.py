@@ -15,6 +15,7 @@ Boxes are (x, y, w, h) in the mask's pixels.
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,7 +85,7 @@ def group(stats: np.ndarray) -> list[tuple[tuple[int, int, int, int], list[int]]
     biggest = max(stats[i, 4] for i in ids)
     major = [i for i in ids if stats[i, 4] >= MINOR_AREA * biggest]
     boxes = {i: tuple(int(v) for v in stats[i, :4]) for i in ids}
-    ref = float(np.median([boxes[i][3] for i in major])) if major else 1.0
+    ref = float(statistics.median(boxes[i][3] for i in major)) if major else 1.0
     # Stacked major pieces are parts of one digit: merge until nothing changes.
     groups = [(boxes[i], [i]) for i in major]
     merged = True
@@ -136,8 +137,8 @@ def drop_line_remnants(groups: list) -> list:
     the height marks are judged by, and every digit beside it would be dropped as a mark."""
     if len(groups) < 2:
         return groups
-    heights = np.array([b[3] for b, _ in groups], np.float32)
-    others = [float(np.median(np.delete(heights, i))) for i in range(len(groups))]  # the rest of the ink
+    heights = [b[3] for b, _ in groups]
+    others = [float(statistics.median(heights[:i] + heights[i + 1 :])) for i in range(len(groups))]  # the rest of the ink
     remnant = [b[3] >= REMNANT_TALL * o and b[2] <= REMNANT_THIN * b[3] for (b, _), o in zip(groups, others)]
     kept = [g for g, r in zip(groups, remnant) if not r]
     return kept or groups
@@ -217,19 +218,25 @@ def cut_path(mask: np.ndarray, centre: float) -> tuple[np.ndarray, float]:
     ink = mask.astype(np.float32)
     # Ink dominates the cost; a small pull to the expected boundary breaks ties.
     pull = 0.02 * np.abs(np.arange(w, dtype=np.float32) - centre) / max(w, 1)
-    acc = ink[0] + pull
-    came = np.zeros((h, w), np.int8)
-    big = np.float32(1e9)
+    # Each row's running cost sits between two walls no path may come from, so a row's three ways
+    # in are slices of the row above; the row loop (a digit's height) does four small array ops,
+    # and the path is traced back from the stored costs (the way in was the cheapest of the three,
+    # the leftmost among equals, as np.argmin picks).
+    acc = np.full((h, w + 2), 1e9, np.float32)
+    acc[0, 1:-1] = ink[0] + pull
+    best = np.empty(w, np.float32)
     for y in range(1, h):
-        left = np.concatenate(([big], acc[:-1]))
-        right = np.concatenate((acc[1:], [big]))
-        choice = np.argmin(np.stack([left, acc, right]), 0)  # 0: from x-1, 1: from x, 2: from x+1
-        acc = np.choose(choice, [left, acc, right]) + ink[y] + pull
-        came[y] = choice - 1
+        above, row = acc[y - 1], acc[y, 1:-1]
+        np.minimum(above[:-2], above[1:-1], out=best)
+        np.minimum(best, above[2:], out=best)
+        np.add(best, ink[y], out=row)
+        np.add(row, pull, out=row)
     path = np.empty(h, np.intp)
-    path[-1] = int(np.argmin(acc))
+    path[-1] = int(np.argmin(acc[-1, 1:-1]))
     for y in range(h - 1, 0, -1):
-        path[y - 1] = path[y] + came[y, path[y]]
+        x = int(path[y])
+        ways = acc[y - 1, x : x + 3].tolist()  # from x-1, x, x+1 (padded columns x .. x+2)
+        path[y - 1] = x - 1 + ways.index(min(ways))
     return path, float(ink[np.arange(h), path].sum())
 
 
@@ -237,7 +244,7 @@ def _stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width of a binary drawing: twice its area over its perimeter."""
     mask = np.pad(mask, 1)  # the box is tight: its edges are the drawing's edges too
     edges = np.count_nonzero(np.diff(mask, axis=0)) + np.count_nonzero(np.diff(mask, axis=1))
-    return 2.0 * mask.sum() / max(edges, 1)
+    return 2.0 * np.count_nonzero(mask) / max(edges, 1)
 
 
 def _tight(mask: np.ndarray, box) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
@@ -271,7 +278,7 @@ def segment(mask: np.ndarray, alternatives: bool = True) -> list[Segment]:
     for members in lines:
         widths = sorted(groups[i][0][2] for i in members)
         for i in members:
-            width_of[i] = float(np.median(widths)) if len(widths) >= 3 else None
+            width_of[i] = float(statistics.median(widths)) if len(widths) >= 3 else None
     found: list[Segment] = []
     choices = 0
     for n, (box, members) in enumerate(groups):
