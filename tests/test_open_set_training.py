@@ -54,10 +54,12 @@ def test_non_digits_join_at_their_epoch(synthetic_data, tmp_path):
     out = run_module("train", "--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path), "--run-name", "late",
                      "--model", "lenet", "--epochs", "2", "--batch-size", "32", "--val-size", "100",
                      "--negatives", "0.25", "--negatives-from-epoch", "1", "--negatives-pool", "60",
-                     "--read-digits", "0.25", "--no-progress").stdout
+                     "--read-digits", "0.25", "--read-misses", "0.125", "--no-progress").stdout
     lines = out.splitlines()
     first_epoch = next(i for i, l in enumerate(lines) if l.startswith("epoch 1/2:"))
     for pool in ("non-digit pictures made", "digits read from rows made"):
         made = [i for i, l in enumerate(lines) if pool in l]
         assert len(made) == 1 and made[0] > first_epoch and "from epoch 2" in lines[made[0]], out
-    assert json.loads((tmp_path / "late" / "config.json").read_text())["read_digits"] == 0.25
+    assert "wrong readings, 0.125 of each batch" in next(l for l in lines if "digits read from rows made" in l), out
+    config = json.loads((tmp_path / "late" / "config.json").read_text())
+    assert config["read_digits"] == 0.25 and config["read_misses"] == 0.125

@@ -14,6 +14,38 @@ def test_a_reading_belongs_to_the_one_digit_it_covers():
     assert rd.owner((30, 0, 47, 45), boxes) == -1  # a third of its neighbour along: too much of it
 
 
+def test_a_wrong_reading_is_a_miss_only_when_clearly_not_one_digit():
+    boxes = [(10, 5, 30, 40), (45, 5, 30, 40), (80, 5, 20, 40)]
+    assert rd.is_miss((10, 0, 15, 45), boxes)  # half of a digit
+    assert rd.is_miss((10, 0, 65, 45), boxes)  # two digits taken together
+    assert rd.is_miss((25, 0, 35, 45), boxes)  # halves of two neighbours
+    assert not rd.is_miss((9, 0, 32, 45), boxes)  # a digit's own reading
+    assert not rd.is_miss((12, 0, 24, 45), boxes)  # most of a digit (80%): nearly right, neither a digit's nor a miss
+
+
+def test_a_one_is_never_taught_as_a_miss():
+    line = np.zeros((28, 28), np.uint8)
+    for t in range(4, 24):  # a slanted stroke
+        line[t, 10 + t // 3 : 12 + t // 3] = 255
+    ring = np.zeros((28, 28), np.uint8)
+    yy, xx = np.mgrid[0:28, 0:28]
+    ring[np.abs(np.hypot(yy - 14, xx - 14) - 8) < 1.5] = 255  # a "0"
+    assert rd.one_stroke(line) and not rd.one_stroke(ring)
+
+
+def test_wrong_readings_come_from_the_same_rows_and_leave_the_digits_as_they_were(mnist_dir):
+    from train.mnist import load_split
+
+    train = load_split(mnist_dir, "train")
+    digits, labels = train.images[:3000], train.labels[:3000]
+    plain, both = rd.make(40, 5, digits, labels), rd.make(40, 5, digits, labels, misses=True)
+    assert np.array_equal(plain.images, both.images) and np.array_equal(plain.labels, both.labels)
+    assert len(plain.misses) == 0 and 10 <= len(both.misses) <= 40 * 12 and both.misses.shape[1:] == (28, 28)
+    assert not any(rd.one_stroke(m) for m in both.misses)
+    whole = rd.ReadDigits.merge([rd.make(40, 5, digits, labels, part=(r, 2), misses=True) for r in (1, 0)])
+    assert np.array_equal(whole.misses, both.misses) and np.array_equal(whole.miss_index, both.miss_index)
+
+
 def test_rows_are_seeded_and_split_over_processes_like_negatives(mnist_dir):
     from train.mnist import load_split
 
@@ -81,3 +113,4 @@ def test_the_default_model_reads_rows_and_a_config_saved_before_does_not():
     assert TrainConfig(model="lenet").resolved().read_digits == 0.0  # the course's table trains as the course did
     assert TrainConfig.from_dict({"model": "cnn"}).resolved().read_digits == 0.0
     assert TrainConfig.from_dict({"model": "cnn", "read_digits": 0.0625}).resolved().read_digits == 0.0625
+    assert TrainConfig().read_misses == 0.0 and TrainConfig.from_dict({"model": "cnn"}).read_misses == 0.0

@@ -58,6 +58,10 @@ class TrainConfig:
     # read exactly 89.4% (0.0625: 88.8%; none: 87.9%), validation non-digits flagged at export 95.6%
     # (95.5%; 92.2%) at the same 2% of validation digits.
     read_digits: float | None = None
+    # The wrong readings of the same rows' ambiguous groups (a digit's piece, two digits taken
+    # together) that are clearly not one digit, added to each batch as non-digits, as a fraction of it;
+    # only with read_digits. 0: none.
+    read_misses: float = 0.0
     open_set: str = "extra"  # how negatives are learnt: "extra" (a "not a digit" class) or "oe" (outlier exposure)
     negatives_weight: float = 0.5  # outlier-exposure weight of the negatives' loss ("oe" only)
     val_size: int = 5000
@@ -98,7 +102,7 @@ class TrainConfig:
         # small_once drew none so, one saved before pairs, parts and digits read from rows drew none: resumed,
         # they go on as they began.
         d = {"negatives": 0.0, "augment_from_epoch": 0, "negatives_small": 0.0, "negatives_from_epoch": 0,
-             "negatives_pairs": 0.0, "negatives_parts": 0.0, "read_digits": 0.0, **d}
+             "negatives_pairs": 0.0, "negatives_parts": 0.0, "read_digits": 0.0, "read_misses": 0.0, **d}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -155,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-digits", type=float, default=None,
                    help="training digits as /read cuts them out of written rows, added to each batch with their "
                         "labels, as a fraction of it, from --negatives-from-epoch on (default: 0.125 for cnn, else 0)")
+    p.add_argument("--read-misses", type=float, default=d.read_misses,
+                   help="the wrong readings of those rows' ambiguous groups, clearly not one digit, added to each batch "
+                        f"as non-digits, as a fraction of it (default: {d.read_misses})")
     p.add_argument("--open-set", choices=["extra", "oe"], default=d.open_set,
                    help=f"extra: a 'not a digit' class; oe: outlier exposure, uniform over digits (default: {d.open_set})")
     p.add_argument("--negatives-weight", type=float, default=d.negatives_weight, help=f"weight of their loss, oe only (default: {d.negatives_weight})")

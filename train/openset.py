@@ -66,17 +66,20 @@ def mix(batches, images: np.ndarray, fraction: float, *, seed: int, epoch: int, 
 
 
 READ_SALT = 0x52  # mix's stream for the digits read from rows
+MISS_SALT = 0x4D  # ... and for their wrong readings
 
 
-def read_pool(n: int, seed: int, dist: Dist, digits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(images, labels): about n training digits as /read cuts them out of written rows
-    (train/read_digits.py), made once, a function of the seed; each rank draws its share of the rows."""
+def read_pool(n: int, seed: int, dist: Dist, digits: np.ndarray, labels: np.ndarray,
+              misses: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, labels, misses): about n training digits as /read cuts them out of written rows
+    (train/read_digits.py), made once, a function of the seed; each rank draws its share of the rows.
+    misses: also the wrong readings of those rows that are clearly not one digit (else none)."""
     from train import read_digits
 
     rows = -(-n * 10 // 27)  # ~2.7 digits kept per row
     got = read_digits.ReadDigits.merge(dist.gather(read_digits.make(rows, seed + 0x8EAD, digits, labels,
-                                                                    part=(dist.rank, dist.world_size))))
-    return got.images, got.labels
+                                                                    part=(dist.rank, dist.world_size), misses=misses)))
+    return got.images, got.labels, got.misses
 
 
 def loss(logits, labels, weight: float = 0.5):

@@ -6,15 +6,18 @@ stroke mended where a paper line crossed it, sizes and baselines that differ. He
 digits (uneven sizes, gaps and baselines, some touching) are drawn on blank, ruled or squared paper,
 lit unevenly, with sensor noise and JPEG, then read by serving's own `read_gray`; every reading it
 offers that covers one drawn digit and little of its neighbours is kept, labelled with that digit.
-Readings that take two digits whole or a part of one are left out: they are not that digit (the
-non-digit kinds `pairs` and `parts` of train/negatives.py are those).
+Readings that take two digits whole or a part of one are not that digit. Asked for (`misses`), the
+ones the chooser weighs against the right reading of a group (serve/reading.py's `choose`), and that
+are clearly not one digit, are kept apart as non-digits: the two readings of one group are then
+taught together, the right one as its digit and the wrong one as "not a digit".
 
 Seeded, made from the run's training digits only, never stored. This generator is the training
 side's own: tests/pages.py draws the evaluation pages, from MNIST's test digits, by other code.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -34,6 +37,15 @@ PAPERS = ("blank", "ruled", "squared")
 # of the unambiguous ones either way), and a label the shape no longer shows is noise.
 COVER = 0.9
 SPILL = 0.2
+# A reading is clearly not one digit (a miss) when it spans under PART of every digit's width (a
+# piece cut off one) or at least MERGED of two digits' (both taken whole or mostly). Between the
+# two rules lie cuts that are nearly right: neither a digit's nor a miss.
+PART = 0.6
+MERGED = 0.5
+# ... unless it is one straight stroke (its ink's spread across its main axis under this fraction
+# of the spread along it): a piece that is a "1" to any reader, which must not teach the model that
+# a "1" is not a digit. 96% of MNIST's training 1s are that thin, 1.3% of its other digits.
+STROKE = 0.3
 
 
 @dataclass(frozen=True)
@@ -41,11 +53,14 @@ class ReadDigits:
     images: np.ndarray  # uint8 [N, 28, 28]: what the model sees
     labels: np.ndarray  # int64 [N]: the digit each one is
     index: np.ndarray  # int64 [N]: the row each came from, which seeds it (see make)
+    misses: np.ndarray = field(default_factory=lambda: _stack([]))  # uint8 [M, 28, 28]: wrong readings (make(misses=True))
+    miss_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # int64 [M]: the row each came from
 
     @staticmethod
     def merge(parts: "list[ReadDigits]") -> "ReadDigits":
         """The parts make() drew on several processes, as one make() of all the rows would."""
-        return ReadDigits(*in_draw_order(parts, "images", "labels"))
+        missed = [SimpleNamespace(misses=p.misses, index=p.miss_index) for p in parts]
+        return ReadDigits(*in_draw_order(parts, "images", "labels"), *in_draw_order(missed, "misses"))
 
 
 def paper(h: int, w: int, unit: int, rng: np.random.Generator) -> np.ndarray:
@@ -106,42 +121,75 @@ def row(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tup
 
 def owner(box: tuple, boxes: list[tuple]) -> int:
     """Index of the drawn digit a reading's box is (COVER of its width, SPILL at most of any other's), else -1."""
-    x, w = box[0], box[2]
-    cover = [max(0, min(x + w, bx + bw) - max(x, bx)) / bw for bx, _, bw, _ in boxes]
+    cover = _covers(box, boxes)
     best = int(np.argmax(cover))
     if cover[best] < COVER or any(c > SPILL for i, c in enumerate(cover) if i != best):
         return -1
     return best
 
 
-def cut_out(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
-    """(image, label) of each digit of one row that a reading cuts out as itself, once (the first such
-    reading: a group of touching digits offers the same cut in several readings); none when the
-    reading refuses the row."""
+def _covers(box: tuple, boxes: list[tuple]) -> list[float]:
+    """The share of each drawn digit's width that a reading's box spans."""
+    x, w = box[0], box[2]
+    return [max(0, min(x + w, bx + bw) - max(x, bx)) / bw for bx, _, bw, _ in boxes]
+
+
+def is_miss(box: tuple, boxes: list[tuple]) -> bool:
+    """A reading that is clearly not one digit: a piece of one, or two digits taken together."""
+    cover = sorted(_covers(box, boxes), reverse=True)
+    return cover[0] < PART or (len(cover) > 1 and cover[1] >= MERGED)
+
+
+def one_stroke(image: np.ndarray) -> bool:
+    """A model input (28x28) whose ink is one straight stroke, as a "1" is (any slant)."""
+    ys, xs = np.nonzero(image > 64)
+    if ys.size < 3:
+        return True
+    spread = np.linalg.eigvalsh(np.cov(np.stack([xs, ys]), aweights=image[ys, xs].astype(np.float64)))
+    return bool(np.sqrt(max(spread[0], 0.0) / max(spread[1], 1e-9)) < STROKE)
+
+
+def cut_out(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[list[tuple[np.ndarray, int]], list[np.ndarray]]:
+    """(kept, missed) of one row: (image, label) of each digit that a reading cuts out as itself, once
+    (the first such reading: a group of touching digits offers the same cut in several readings);
+    and the image of each other reading of an ambiguous group that is clearly not one digit, once
+    per box. Both empty when the reading refuses the row."""
     gray, boxes, row_labels = row(digits, labels, rng)
     try:
         found = read_gray(gray, SPEC)
     except ApiError:
-        return []
-    out = {}
+        return [], []
+    out, missed = {}, {}
     for d in found:
         k = owner(d.box, boxes)
         if k >= 0 and k not in out:
             out[k] = (d.image, row_labels[k])
-    return [out[k] for k in sorted(out)]
+        elif k < 0 and d.choice >= 0 and is_miss(d.box, boxes) and not one_stroke(d.image):
+            missed.setdefault(d.box, d.image)
+    return [out[k] for k in sorted(out)], list(missed.values())
 
 
-def make(n: int, seed: int, digits: np.ndarray, labels: np.ndarray, part: tuple[int, int] = (0, 1)) -> ReadDigits:
+def make(n: int, seed: int, digits: np.ndarray, labels: np.ndarray, part: tuple[int, int] = (0, 1),
+         misses: bool = False) -> ReadDigits:
     """The digits read from n rows, a function of the seed: row i is seeded by (seed, i), so
-    part=(i, k), rows i, i+k, ... (one process's share), merged over the k parts equals the whole."""
-    images, got, index = [], [], []
+    part=(i, k), rows i, i+k, ... (one process's share), merged over the k parts equals the whole.
+    misses: keep the wrong readings too (the digits are the same either way)."""
+    images, got, index, wrong, wrong_index = [], [], [], [], []
     for i in range(part[0], n, part[1]):
-        for image, label in cut_out(digits, labels, np.random.default_rng([seed, i, 0x8EAD])):
+        kept, missed = cut_out(digits, labels, np.random.default_rng([seed, i, 0x8EAD]))
+        for image, label in kept:
             images.append(image)
             got.append(label)
             index.append(i)
-    return ReadDigits(np.stack(images) if images else np.zeros((0, 28, 28), np.uint8), np.array(got, np.int64),
-                      np.array(index, np.int64))
+        if misses:
+            wrong += missed
+            wrong_index += [i] * len(missed)
+    return ReadDigits(_stack(images), np.array(got, np.int64), np.array(index, np.int64),
+                      _stack(wrong), np.array(wrong_index, np.int64))
+
+
+def _stack(images: list[np.ndarray]) -> np.ndarray:
+    return np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
 
 
 if __name__ == "__main__":  # python -m train.read_digits OUT.png [ROWS]: a contact sheet to look at

@@ -118,14 +118,15 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
     read = None
 
     def read_pool():
-        """(images, labels): training digits as /read cuts them out of rows, made with the non-digits."""
+        """(images, labels, misses): training digits as /read cuts them out of rows, made with the non-digits."""
         nonlocal read
         if read is None:
             t_read = time.perf_counter()
             n = openset.pool_size(cfg.negatives_pool, cfg.read_digits, cfg.batch_size, per_epoch)
-            read = openset.read_pool(n, cfg.seed, dist, data.train_x, data.train_y)
+            read = openset.read_pool(n, cfg.seed, dist, data.train_x, data.train_y, misses=cfg.read_misses > 0)
             log(f"{len(read[0])} digits read from rows made in {time.perf_counter() - t_read:.1f} s; "
-                f"{cfg.read_digits:.3f} of each batch from epoch {cfg.negatives_from_epoch + 1}")
+                f"{cfg.read_digits:.3f} of each batch from epoch {cfg.negatives_from_epoch + 1}"
+                + (f"; {len(read[2])} wrong readings, {cfg.read_misses:.3f} of each batch" if cfg.read_misses else ""))
         return read
 
     started = t_start - pos.wall_s
@@ -191,9 +192,12 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                 augment=augment, augment_from_epoch=cfg.augment_from_epoch, part=dist.part(cfg.batch_size),
             )
             if cfg.read_digits and epoch >= cfg.negatives_from_epoch:
-                images, labels = read_pool()
+                images, labels, misses = read_pool()
                 batches = openset.mix(batches, images, cfg.read_digits, seed=dist.rank_seed(cfg.seed), epoch=epoch,
                                       labels=labels, salt=openset.READ_SALT)
+                if cfg.read_misses:
+                    batches = openset.mix(batches, misses, cfg.read_misses, seed=dist.rank_seed(cfg.seed), epoch=epoch,
+                                          salt=openset.MISS_SALT)
             if cfg.negatives and epoch >= cfg.negatives_from_epoch:  # each rank adds its own share, with its own seed
                 batches = openset.mix(batches, negatives_pool(), cfg.negatives, seed=dist.rank_seed(cfg.seed), epoch=epoch)
             stats = train_one_epoch(train_model, optimizer, schedule, batches, seed=dist.rank_seed(cfg.seed), epoch=epoch,
