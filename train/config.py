@@ -59,10 +59,11 @@ class TrainConfig:
     # (95.5%; 92.2%) at the same 2% of validation digits.
     read_digits: float | None = None
     # The readings of those rows that take two touching digits together (train/read_digits.py
-    # misses), added to each batch as non-digits, as a fraction of it; only with read_digits. None:
-    # 0.0625 for cnn, else 0. Same seed, 2026-12-07, against none (version 7): numbers on the tuning
-    # pages read exactly 90.1% (89.4%), validation non-digits flagged at export 95.3% (95.6%).
-    read_misses: float | None = None
+    # misses), added to each batch as non-digits, as a fraction of it; only with read_digits. 0: none
+    # (the default). Same seed, 2026-12-07, 0.0625 against none (version 7): numbers on the tuning
+    # pages read exactly 90.1% (89.4%), validation non-digits flagged at export 95.3% (95.6%), but
+    # 3.1% of tests/test_open_set.py's digit uploads flagged (2.4%): over its 3% bar, not the default.
+    read_misses: float = 0.0
     open_set: str = "extra"  # how negatives are learnt: "extra" (a "not a digit" class) or "oe" (outlier exposure)
     negatives_weight: float = 0.5  # outlier-exposure weight of the negatives' loss ("oe" only)
     val_size: int = 5000
@@ -88,8 +89,6 @@ class TrainConfig:
             c.negatives = 0.125 if c.model == DEFAULT_MODEL else 0.0
         if c.read_digits is None:
             c.read_digits = 0.125 if c.model == DEFAULT_MODEL else 0.0
-        if c.read_misses is None:
-            c.read_misses = 0.0625 if c.model == DEFAULT_MODEL else 0.0
         if c.dropout is None:
             c.dropout = 0.3 if c.model == DEFAULT_MODEL else 0.0
         return c
@@ -162,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-digits", type=float, default=None,
                    help="training digits as /read cuts them out of written rows, added to each batch with their "
                         "labels, as a fraction of it, from --negatives-from-epoch on (default: 0.125 for cnn, else 0)")
-    p.add_argument("--read-misses", type=float, default=None,
+    p.add_argument("--read-misses", type=float, default=d.read_misses,
                    help="readings of those rows that take two touching digits together, added to each batch as "
-                        "non-digits, as a fraction of it (default: 0.0625 for cnn, else 0)")
+                        f"non-digits, as a fraction of it (default: {d.read_misses})")
     p.add_argument("--open-set", choices=["extra", "oe"], default=d.open_set,
                    help=f"extra: a 'not a digit' class; oe: outlier exposure, uniform over digits (default: {d.open_set})")
     p.add_argument("--negatives-weight", type=float, default=d.negatives_weight, help=f"weight of their loss, oe only (default: {d.negatives_weight})")
