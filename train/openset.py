@@ -73,7 +73,7 @@ def read_pool(n: int, seed: int, dist: Dist, digits: np.ndarray, labels: np.ndar
               misses: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, labels, misses): about n training digits as /read cuts them out of written rows
     (train/read_digits.py), made once, a function of the seed; each rank draws its share of the rows.
-    misses: also the wrong readings of those rows that are clearly not one digit (else none)."""
+    misses: also the readings of those rows that take two touching digits together (else none)."""
     from train import read_digits
 
     rows = -(-n * 10 // 27)  # ~2.7 digits kept per row
