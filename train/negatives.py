@@ -352,12 +352,13 @@ class Negatives:
         return Negatives(images, kinds, total("refused"), total("stroke_like"), index)
 
 
-def in_draw_order(parts: list, *fields: str) -> list[np.ndarray]:
-    """The per-picture `fields` of parts drawn on several processes (each with an `index` of its draw
-    numbers), concatenated in draw order, then that index: as one process drawing them all."""
-    index = np.concatenate([p.index for p in parts])
-    order = np.argsort(index, kind="stable")
-    return [np.concatenate([getattr(p, f) for p in parts])[order] for f in fields] + [index[order]]
+def in_draw_order(parts: list, *fields: str, index: str = "index") -> list[np.ndarray]:
+    """The per-picture `fields` of parts drawn on several processes (each with a field `index` of
+    its draw numbers), concatenated in draw order, then those draw numbers: as one process drawing
+    them all."""
+    drawn = np.concatenate([getattr(p, index) for p in parts])
+    order = np.argsort(drawn, kind="stable")
+    return [np.concatenate([getattr(p, f) for p in parts])[order] for f in fields] + [drawn[order]]
 
 
 def draw(kind: str, src: Sources, rng: np.random.Generator) -> np.ndarray:

@@ -17,7 +17,6 @@ side's own: tests/pages.py draws the evaluation pages, from MNIST's test digits,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -58,8 +57,7 @@ class ReadDigits:
     @staticmethod
     def merge(parts: "list[ReadDigits]") -> "ReadDigits":
         """The parts make() drew on several processes, as one make() of all the rows would."""
-        missed = [SimpleNamespace(misses=p.misses, index=p.miss_index) for p in parts]
-        return ReadDigits(*in_draw_order(parts, "images", "labels"), *in_draw_order(missed, "misses"))
+        return ReadDigits(*in_draw_order(parts, "images", "labels"), *in_draw_order(parts, "misses", index="miss_index"))
 
 
 def paper(h: int, w: int, unit: int, rng: np.random.Generator) -> np.ndarray:
@@ -148,11 +146,12 @@ def one_stroke(image: np.ndarray) -> bool:
     return bool(np.sqrt(max(spread[0], 0.0) / max(spread[1], 1e-9)) < STROKE)
 
 
-def cut_out(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[list[tuple[np.ndarray, int]], list[np.ndarray]]:
+def cut_out(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+            misses: bool = False) -> tuple[list[tuple[np.ndarray, int]], list[np.ndarray]]:
     """(kept, missed) of one row: (image, label) of each digit that a reading cuts out as itself, once
     (the first such reading: a group of touching digits offers the same cut in several readings);
-    and the image of each other reading of an ambiguous group that is clearly not one digit, once
-    per box. Both empty when the reading refuses the row."""
+    with `misses`, the image of each other reading of an ambiguous group that takes two digits
+    together, once per box (else none). Both empty when the reading refuses the row."""
     gray, boxes, row_labels = row(digits, labels, rng)
     try:
         found = read_gray(gray, SPEC)
@@ -163,7 +162,7 @@ def cut_out(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator) ->
         k = owner(d.box, boxes)
         if k >= 0 and k not in out:
             out[k] = (d.image, row_labels[k])
-        elif k < 0 and d.choice >= 0 and is_miss(d.box, boxes) and not one_stroke(d.image):
+        elif misses and k < 0 and d.choice >= 0 and is_miss(d.box, boxes) and not one_stroke(d.image):
             missed.setdefault(d.box, d.image)
     return [out[k] for k in sorted(out)], list(missed.values())
 
@@ -175,14 +174,13 @@ def make(n: int, seed: int, digits: np.ndarray, labels: np.ndarray, part: tuple[
     misses: keep the wrong readings too (the digits are the same either way)."""
     images, got, index, wrong, wrong_index = [], [], [], [], []
     for i in range(part[0], n, part[1]):
-        kept, missed = cut_out(digits, labels, np.random.default_rng([seed, i, 0x8EAD]))
+        kept, missed = cut_out(digits, labels, np.random.default_rng([seed, i, 0x8EAD]), misses)
         for image, label in kept:
             images.append(image)
             got.append(label)
             index.append(i)
-        if misses:
-            wrong += missed
-            wrong_index += [i] * len(missed)
+        wrong += missed
+        wrong_index += [i] * len(missed)
     return ReadDigits(_stack(images), np.array(got, np.int64), np.array(index, np.int64),
                       _stack(wrong), np.array(wrong_index, np.int64))
 
