@@ -54,6 +54,9 @@ def test_only_rank_zero_writes(runs):
     names = lambda run: sorted(p.name for p in (run / "checkpoints").iterdir())  # noqa: E731
     assert names(dp) == names(runs / "single") == ["e0001-s000013", "e0002-s000000"]  # no rank-1 or temp copies
     assert [r["epoch"] for r in records(dp, "epoch")] == [0, 1]  # one line per epoch, not one per rank
+    # Mid-epoch validations: both ranks evaluate together (each its share), rank 0 writes one line.
+    assert [(r["epoch"], r["step"]) for r in records(dp, "val")] == \
+        [(r["epoch"], r["step"]) for r in records(runs / "single", "val")] != []
     assert (dp / "best" / "model.pdparams").is_file() and (dp / "report.md").is_file()
     assert (runs / "launch-log" / "workerlog.1").is_file()  # the launcher really ran two workers
 
@@ -86,7 +89,20 @@ def test_ctrl_c_then_resume_matches_the_uninterrupted_run(runs, synthetic_data, 
     assert (a["val_acc"], a["test_acc"], a["best_epoch"]) == (b["val_acc"], b["test_acc"], b["best_epoch"])
 
 
-def test_two_processes_gather_the_whole_pool_of_negatives(synthetic_data, tmp_path):
+@pytest.fixture(scope="module")
+def cnn_run(synthetic_data, tmp_path_factory):
+    """One epoch of the default net (batch norm) in two processes, non-digits mixed in from the start."""
+    root = tmp_path_factory.mktemp("dp-cnn")
+    args = [*ARGS[:ARGS.index("--epochs")], "--epochs", "1", *ARGS[ARGS.index("--epochs") + 2:], "--negatives", "0.125",
+            "--negatives-from-epoch", "0"]
+    args[args.index("lenet")] = "cnn"
+    proc = subprocess.run(launch(root / "log", "--data-dir", str(synthetic_data), "--runs-dir", str(root),
+                                 "--run-name", "neg", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    return root
+
+
+def test_two_processes_gather_the_whole_pool_of_negatives(cnn_run):
     """Each rank draws its share of the non-digits; all of them train with the same whole pool."""
     import re
 
@@ -94,17 +110,35 @@ def test_two_processes_gather_the_whole_pool_of_negatives(synthetic_data, tmp_pa
     from train.data import steps_per_epoch
     from train.rundir import RunDir
 
-    args = [*ARGS[:ARGS.index("--epochs")], "--epochs", "1", *ARGS[ARGS.index("--epochs") + 2:], "--negatives", "0.125",
-            "--negatives-from-epoch", "0"]
-    proc = subprocess.run(launch(tmp_path / "log", "--data-dir", str(synthetic_data), "--runs-dir", str(tmp_path),
-                                 "--run-name", "neg", *args), cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
-    made = re.search(r"(\d+) non-digit pictures made", (tmp_path / "log" / "workerlog.0").read_text())
-    cfg = RunDir(tmp_path / "neg").read_config()
+    made = re.search(r"(\d+) non-digit pictures made", (cnn_run / "log" / "workerlog.0").read_text())
+    cfg = RunDir(cnn_run / "neg").read_config()
     per_epoch = steps_per_epoch(cfg.data["train"], cfg.batch_size, drop_last=True)
     whole = openset.pool(openset.pool_size(cfg.negatives_pool, cfg.negatives, cfg.batch_size, per_epoch), cfg.seed,
                          cfg.negatives_small)
     assert made and int(made.group(1)) == len(whole) > 60  # both ranks' shares, not rank 0's alone
+
+
+def test_validation_in_shares_gives_rank_zero_figures(cnn_run):
+    """Each rank evaluates half of the validation set and the sums are added; each rank's batch-norm
+    statistics come from its own slices, so rank 0's are used on both halves: what the run recorded
+    for its best weights is what one process finds evaluating them on the whole set."""
+    import paddle
+
+    from train import checkpoint as ckpt
+    from train.data import load_data
+    from train.loop import evaluate
+    from train.models import build_model
+    from train.rundir import Position, RunDir
+
+    run = RunDir(cnn_run / "neg")
+    cfg = run.read_config()
+    model = build_model(cfg.model, cfg.dropout)
+    best = Position.from_dict(ckpt.load_into(run.best_dir, model)["position"]).best
+    paddle.set_device("cpu")
+    data = load_data(cfg)
+    whole = evaluate(model, data.val_x, data.val_y)
+    assert whole["n"] == len(data.val_y) == 100
+    assert whole["acc"] == best.val_acc and whole["loss"] == pytest.approx(best.val_loss, rel=1e-9)
 
 
 def test_ranks_take_disjoint_slices_that_make_up_each_batch():
@@ -118,6 +152,11 @@ def test_ranks_take_disjoint_slices_that_make_up_each_batch():
         assert step == s0 == s1 and len(y0) == len(y1) == 4
         assert not set(y0) & set(y1) and sorted([*y0, *y1]) == list(y)
     assert list(Dist().shard(iter(batches)))[0][2].tolist() == list(range(8))  # one process: untouched
+    # Records to evaluate: every one in exactly one rank's share, shares within one of each other.
+    for world in (1, 2, 3):
+        shares = [np.arange(101)[Dist(rank=r, world_size=world).share_of(101)] for r in range(world)]
+        assert np.concatenate(shares).tolist() == list(range(101))
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1
     with pytest.raises(ValueError, match="multiple of the 3 processes"):
         Dist(rank=0, world_size=3).check_batch_size(32)
     # Dropout masks differ between ranks; rank 0 keeps the run's own seed.

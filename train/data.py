@@ -162,7 +162,12 @@ def train_batches(
     yield from _prefetch((make(s) for s in range(start_step, total)), prefetch)
 
 
-def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int = 1000):
+# Images per forward pass when evaluating: batch 128 takes 0.6x the time of 1000 on one core (a
+# thousand images' activations overflow the caches) and gives bit-identical logits.
+EVAL_BATCH = 128
+
+
+def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int = EVAL_BATCH):
     """Yield (x, y) in file order, the last short batch included: evaluation must see every record."""
     for i in range(0, len(labels), batch_size):
         yield normalize(images[i : i + batch_size]), labels[i : i + batch_size]

@@ -60,6 +60,29 @@ class Dist:
             p = self.part(len(y))
             yield step, x[p], y[p]
 
+    def share_of(self, n: int) -> slice:
+        """This rank's contiguous share of n records to evaluate (shares differ by at most one)."""
+        lo, hi = (n * r // self.world_size for r in (self.rank, self.rank + 1))
+        return slice(lo, hi)
+
+    def same_state(self, layer) -> None:
+        """Rank 0's state of `layer` (weights and batch-norm statistics) on every rank. Gradients are
+        averaged, so the weights agree, but each rank's running statistics (Paddle keeps them as
+        parameters that take no gradient) come from its own slices: a model evaluated in shares
+        must be rank 0's on every share (what rank 0 saves, and resume loads everywhere)."""
+        if self.enabled:
+            with paddle.no_grad():
+                for tensor in layer.state_dict().values():
+                    pdist.broadcast(tensor, src=0)
+
+    def all_sum(self, values: np.ndarray) -> np.ndarray:
+        """float64 values summed over all ranks, on every rank."""
+        if not self.enabled:
+            return values
+        t = paddle.to_tensor(np.asarray(values, np.float64))
+        pdist.all_reduce(t, op=pdist.ReduceOp.SUM)
+        return t.numpy()
+
     def rank_seed(self, seed: int) -> int:
         """The dropout seed of this rank: the run's seed on rank 0, a distinct one on the others.
 

@@ -134,13 +134,13 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
 
     def validate(raw: bool = False) -> dict:
         """Validation of the evaluated weights (the average when --ema); raw=True adds the raw weights'
-        figures beside it, so a run shows what the average buys."""
+        figures beside it, so a run shows what the average buys. Every rank evaluates its share."""
         if ema is None:
-            return evaluate(model, data.val_x, data.val_y)
+            return evaluate(model, data.val_x, data.val_y, dist)
         ema.copy_to(eval_model)
-        v = evaluate(eval_model, data.val_x, data.val_y)
+        v = evaluate(eval_model, data.val_x, data.val_y, dist)
         if raw:
-            r = evaluate(model, data.val_x, data.val_y)
+            r = evaluate(model, data.val_x, data.val_y, dist)
             v.update(raw_loss=r["loss"], raw_acc=r["acc"])
         return v
 
@@ -170,14 +170,15 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{r['loss']:.4f}", acc=f"{r['acc']:.3f}", img_s=f"{r['images_per_s']:.0f}")
-                if pos.step in mid_vals and dist.is_main:
+                if pos.step in mid_vals:
                     # Watch time-to-accuracy inside the epoch. Eval mode touches neither the weights, the
                     # batch-norm statistics nor the RNG (reseeded every step), so training goes on unchanged.
                     val = validate()
                     train_model.train()
-                    run.append_metric(VAL, {"epoch": epoch, "step": pos.step - 1, "global_step": pos.global_step - 1,
-                                            "val_loss": val["loss"], "val_acc": val["acc"],
-                                            "wall_s": time.perf_counter() - started})
+                    if dist.is_main:
+                        run.append_metric(VAL, {"epoch": epoch, "step": pos.step - 1, "global_step": pos.global_step - 1,
+                                                "val_loss": val["loss"], "val_acc": val["acc"],
+                                                "wall_s": time.perf_counter() - started})
                     if bar is not None:
                         bar.write(f"epoch {epoch + 1}, step {pos.step}/{per_epoch}: val acc {val['acc']:.4f} "
                                   f"at {time.perf_counter() - started:.0f} s")
