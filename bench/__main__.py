@@ -154,6 +154,7 @@ def _median_run(rs: list[dict]) -> dict:
     row["latency_batch1"] = {"n": sum(r["latency_batch1"]["n"] for r in ok),
                              **{k: med([r["latency_batch1"][k] for r in ok]) for k in ("median_ms", "p99_ms")}}
     row["throughput"] = {b: {"images_per_s": med([r["throughput"][b]["images_per_s"] for r in ok])} for b in ok[0]["throughput"]}
+    row["python_share"] = med([r["python_share"] for r in ok])
     return row
 
 

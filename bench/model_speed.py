@@ -1,4 +1,5 @@
-"""Model-only speed: the published model under Paddle Inference, the dygraph network, ONNX Runtime.
+"""Model-only speed: the published model under Paddle Inference, the dygraph network, ONNX Runtime;
+and how much of the GIL each engine leaves to other threads while it runs (python_share).
 
 Each call measures one engine with one thread setting, so the parent runs it in a fresh process:
   python -m bench.model_speed --engine inference --threads 1 --onednn on --model-dir models
@@ -60,6 +61,36 @@ def engine(args, path: Path, manifest: dict):
     raise SystemExit(f"unknown engine {args.engine}")
 
 
+def python_share(run, batch: np.ndarray, seconds: float) -> float:
+    """How fast a pure-Python loop runs while another thread keeps calling `run(batch)`, as a fraction
+    of its speed alone: ~1 when the engine releases the GIL while it computes (the loop has its own
+    core), ~0.5 when they share it like two Python threads, less when the engine holds it through
+    each call. In a threaded server worker, that is what the request threads (parsing,
+    preprocessing) get while the batcher's thread runs the model."""
+    import threading
+
+    def spin() -> int:
+        end, k = time.perf_counter() + seconds, 0
+        while time.perf_counter() < end:
+            k += 1
+        return k
+
+    alone = spin()
+    stop = threading.Event()
+
+    def work():
+        while not stop.is_set():
+            run(batch)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    time.sleep(0.05)  # the engine is running before the loop starts counting
+    beside = spin()
+    stop.set()
+    t.join()
+    return round(beside / max(alone, 1), 3)
+
+
 def convert_onnx(out_dir: Path, path: Path, manifest: dict) -> None:
     from export import onnx
 
@@ -104,9 +135,11 @@ def main(argv=None) -> None:
         calls = max(1, args.images // b)
         times = time_calls(lambda: run(batch), warmup=max(3, min(20, calls // 10)), runs=calls, budget_s=args.budget_s)
         throughput[str(b)] = {"images_per_s": round(b * len(times) / sum(times), 1), "call": stats_ms(times)}
+    share = python_share(run, np.ascontiguousarray(np.resize(x, (64, *x.shape[1:]))), min(1.0, args.budget_s / 4))
     emit({"engine": args.engine, "threads": args.threads, "onednn": args.onednn if args.engine == "inference" else None,
           "ir_optim": args.ir_optim if args.engine == "inference" else None, "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE"),
-          "setup_s": round(setup_s, 3), "latency_batch1": stats_ms(latency), "throughput": throughput})
+          "setup_s": round(setup_s, 3), "latency_batch1": stats_ms(latency), "throughput": throughput,
+          "python_share": share})
 
 
 if __name__ == "__main__":

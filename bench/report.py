@@ -100,15 +100,19 @@ def markdown(result: dict) -> str:
         batches = sorted({b for r in sec["model"]["runs"] for b in r.get("throughput", {})}, key=int)
         for r in sec["model"]["runs"]:
             if "error" in r:
-                rows.append([r.get("engine", "?"), "–", "–", "error", "", *["" for _ in batches]])
+                rows.append([r.get("engine", "?"), "–", "–", "error", "", *["" for _ in batches], ""])
                 continue
             name = {"inference": "Paddle Inference", "dygraph": "Paddle dygraph", "onnxruntime": "ONNX Runtime"}[r["engine"]]
             if r["engine"] == "inference":
                 name += f", oneDNN {r['onednn']}" + (", IR optimisation off" if r.get("ir_optim") == "off" else "")
             lat = r["latency_batch1"]
             rows.append([name, r["threads"], lat.get("median_ms"), lat.get("p99_ms"),
-                         *[r["throughput"].get(b, {}).get("images_per_s") for b in batches]])
-        lines += _table(["engine", "threads", "batch 1 median ms", "batch 1 p99 ms", *[f"batch {b} img/s" for b in batches]], rows)
+                         *[r["throughput"].get(b, {}).get("images_per_s") for b in batches], r.get("python_share")])
+        lines += _table(["engine", "threads", "batch 1 median ms", "batch 1 p99 ms", *[f"batch {b} img/s" for b in batches],
+                         "Python beside it"], rows)
+        lines += ["Python beside it: a pure-Python loop's speed while another thread runs the engine at batch 64, over "
+                  "its speed alone (1: the engine releases the GIL; 0.5: shares it like Python; less: holds it). "
+                  "In a threaded worker, what request threads get while the batcher runs the model.", ""]
         ratios = sec["model"].get("paddle_over_onnxruntime", {})
         if ratios:
             lines += [f"Paddle Inference (oneDNN on, the serving default) ÷ ONNX Runtime, medians of per-round ratios "

@@ -26,7 +26,7 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, committed_model):
             assert setting["rounds"] and all(isinstance(x, float) for x in setting["rounds"]), setting
     for run in sections["model"]["runs"]:
         assert "error" not in run, run
-        assert run["latency_batch1"]["n"] > 0 and run["throughput"]
+        assert run["latency_batch1"]["n"] > 0 and run["throughput"] and 0 < run["python_share"] < 1.5
     assert {"phone_photo_jpeg", "small_png", "canvas_rgba_png"} <= set(sections["preprocess"])
 
     http = sections["http"]
@@ -42,5 +42,16 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, committed_model):
         assert result["targets"] and {"target", "measured", "met"} <= set(result["targets"][0])
 
     md = (tmp_path / "latest.md").read_text()
-    assert md.startswith("# Bench") and "## Model only" in md
+    assert md.startswith("# Bench") and "## Model only" in md and "Python beside it" in md
 
+
+
+def test_python_share_tells_an_engine_that_releases_the_gil_from_one_that_holds_it():
+    """The model bench's GIL probe: a call that sleeps (GIL released) leaves a Python loop its whole
+    speed; a call that is itself Python code halves it."""
+    import time
+
+    from bench.model_speed import python_share
+
+    assert python_share(lambda b: time.sleep(0.002), None, 0.3) > 0.8
+    assert python_share(lambda b: sum(range(20_000)), None, 0.3) < 0.75
