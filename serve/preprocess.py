@@ -300,11 +300,14 @@ def candidates_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None =
 
 
 def prepare_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None) -> Prepared:
-    """candidates_gray's one digit, where no model is at hand to choose a reading (a picture whose
-    ink may be touching digits is then refused as several)."""
+    """candidates_gray's one digit, where no model is at hand to choose a reading: the reading the
+    shapes favour when every reading is one digit (with or without a mark drawn into it); a picture
+    whose ink may be touching digits is refused as several."""
     digits = candidates_gray(gray, spec, size)
     if len(digits) > 1:
-        raise SeveralDigits.holding(len(favoured(digits)))
+        if len({(d.choice, d.option) for d in digits}) < len(digits):  # a reading of several digits
+            raise SeveralDigits.holding(len(favoured(digits)))
+        return favoured(digits)[0]
     return digits[0]
 
 

@@ -45,6 +45,9 @@ CUT_OFFSETS = (-0.3, 0.3)  # other places a cut between touching digits is looke
 CUT_REACH = 0.2  # ... within this much of a digit width
 OFFER_CUT = 0.85  # a group this much wider than tall, with digits beside it, may be two that touch:
 OFFER_ALONE = 1.15  # ... or this much, alone on its line (a lone "0" or "4" is often wider than tall)
+SPUR = 0.3  # a thin straight stroke sticking out of a group sideways, this long (fraction of its height),
+SPUR_MIDDLE = 1 / 3  # ... from the middle third of its height (a "7"'s bar is in its top third, a "2"'s foot in its bottom one)
+SPUR_THIN = 0.2  # ... thin: one run of ink in each of its columns, at most this fraction of the group's height
 
 
 @dataclass
@@ -247,6 +250,41 @@ def _stroke_width(mask: np.ndarray) -> float:
     return 2.0 * np.count_nonzero(mask) / max(edges, 1)
 
 
+def spur_columns(mask: np.ndarray) -> tuple[int, int]:
+    """(left, right): how many columns at each side of a group are a mark drawn into it: a thin,
+    straight stroke sticking out sideways from the middle third of the rest's height, at least SPUR
+    of the group's height long (a dash or a line that runs into a digit; 0 where there is none). A
+    digit's own bars are at its top or foot (a "7", a "2", a "5"), or end where its body does."""
+    h, w = mask.shape
+    m = int(np.ceil(SPUR * h))  # the columns a spur spans at least
+    if w <= m:
+        return 0, 0
+    counts = np.count_nonzero(mask, axis=0)
+    top = np.argmax(mask, axis=0)
+    bottom = h - 1 - np.argmax(mask[::-1], axis=0)
+    inked = counts > 0
+    # A thin column: no ink, or one short run of it (argmax gives 0 for an empty column).
+    thin = ~inked | ((counts == bottom - top + 1) & (counts <= SPUR_THIN * h))
+    if not (thin[:m].all() or thin[w - m :].all()):  # most groups: their sides are curves or uprights
+        return 0, 0
+    out = []
+    for left in (True, False):
+        flags = thin if left else thin[::-1]
+        n = int(np.argmin(flags)) if not flags.all() else 0  # thin columns from this side in
+        span = slice(0, n) if left else slice(w - n, w)
+        cols = np.flatnonzero(inked[span]) + span.start
+        rows = np.flatnonzero(mask[:, n:].any(1) if left else mask[:, : w - n].any(1))
+        if n < m or cols.size < 2 or rows.size == 0:
+            out.append(0)
+            continue
+        body_top, body_h = rows[0], rows[-1] - rows[0] + 1
+        centres = (top[cols] + bottom[cols]) / 2
+        middle = body_top + SPUR_MIDDLE * body_h <= centres.mean() <= body_top + (1 - SPUR_MIDDLE) * body_h
+        straight = centres.max() - centres.min() <= 0.2 * n + 2
+        out.append(n if middle and straight else 0)
+    return out[0], out[1]
+
+
 def _tight(mask: np.ndarray, box) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """The box shrunk to the ink it holds, and the mask cut to it (None when empty)."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
@@ -285,12 +323,22 @@ def segment(mask: np.ndarray, alternatives: bool = True) -> list[Segment]:
         x, y, w, h = box
         inside = labels[y : y + h, x : x + w]
         own = inside == members[0] if len(members) == 1 else np.isin(inside, members)  # isin costs ~0.1 ms
+        whole = [(box, own)]
+        left, right = spur_columns(own)
+        if left or right:  # read without the stroke that sticks out; the reading with it is offered too
+            trimmed = own.copy()
+            trimmed[:, :left] = False
+            trimmed[:, w - right :] = False
+            box, own = _tight(trimmed, box)
+            x, y, w, h = box
         readings = [[(box, own)]]
         k = digits_across(own, h, width_of[n])
         if k > 1 or alternatives and w > (OFFER_CUT if n in accompanied else OFFER_ALONE) * h:
             readings = _readings(own, box, max(k, 2), k > 1, alternatives)
             if not alternatives and len(groups) == 1 and len(readings[0]) > 1:
                 readings.append([(box, own)])
+        if left or right:
+            readings.append(whole)
         if len(readings) == 1:
             found.extend(Segment(box=b, mask=m) for b, m in readings[0])
             continue

@@ -209,3 +209,18 @@ def test_preprocessing_turns_ipp_off_on_the_thread_it_runs_on(digits):
     np.testing.assert_array_equal(found[True].darkness, found[False].darkness)
     np.testing.assert_array_equal(found[True].mask, found[False].mask)
     assert found[True].lines.any()  # the line search ran too
+
+
+def test_a_dash_drawn_into_a_digit_is_left_out_of_what_the_model_sees():
+    """A dash running into a "0" from the left is one piece of ink with it: without a model to
+    choose, the reading the shapes favour (the digit alone) is what /predict's path prepares."""
+    import cv2
+
+    plain = np.full((160, 260), 255, np.uint8)
+    cv2.circle(plain, (170, 80), 36, 0, 9)
+    dashed = plain.copy()
+    cv2.line(dashed, (40, 82), (140, 82), 0, 4)
+    a, b = prepare_gray(plain, SPEC).image.astype(int), prepare_gray(dashed, SPEC).image.astype(int)
+    assert np.abs(a - b).mean() < 2  # the same "0"
+    whole = prepare_gray(dashed[:, 120:], SPEC).image.astype(int)  # a dash too short to be a mark: kept
+    assert np.abs(whole - a).mean() > 5

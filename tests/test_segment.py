@@ -2,7 +2,7 @@
 split, reading order over several lines."""
 import numpy as np
 
-from serve.segment import cut_into, cut_path, favoured, group, merge, neck, pieces, segment, text_lines
+from serve.segment import cut_into, cut_path, favoured, group, merge, neck, pieces, segment, spur_columns, text_lines
 
 
 def block(mask, x, y, w, h):
@@ -54,6 +54,38 @@ def test_a_mark_just_above_or_below_a_digit_is_not_part_of_it():
     _, stats = pieces(mask)
     assert (80, 70, 40, 60) in [b for b, _ in group(stats)]
     assert [s.box for s in segment(mask)] == [(80, 70, 40, 60)]
+
+
+def test_a_dash_drawn_into_a_digit_is_read_without_it_and_with_it():
+    """A dash or a line that runs into a digit's stroke at mid-height is one piece of ink with it:
+    the favoured reading leaves it out, the reading with it is offered too (the model chooses)."""
+    mask = np.zeros((120, 200), bool)
+    ring(mask, 100, 20, 40, 60, t=6)  # a "0"
+    mask[48:52, 40:103] = True  # a dash from the left, into its stroke
+    assert spur_columns(mask[20:80, 40:140]) == (60, 0)
+    for alternatives in (True, False):  # /read and /predict
+        found = segment(mask, alternatives)
+        assert sorted((s.choice, s.option, s.box) for s in found) == [(0, 0, (100, 20, 40, 60)), (0, 1, (40, 20, 100, 60))]
+    mask[48:52, 137:190] = True  # and another into its right side
+    assert sorted((s.option, s.box) for s in segment(mask)) == [(0, (100, 20, 40, 60)), (1, (40, 20, 150, 60))]
+
+
+def test_a_digits_own_bars_are_not_taken_for_marks():
+    """A "7"'s bar at its top, a "2"'s foot, a short cross-bar: part of the digit, one reading."""
+    seven = np.zeros((80, 60), bool)
+    seven[0:6, 0:60] = True
+    seven[0:80, 50:56] = True
+    two = np.zeros((80, 70), bool)
+    ring(two, 0, 0, 36, 40, t=6)
+    two[30:80, 30:36] = True
+    two[74:80, 30:70] = True
+    four = np.zeros((80, 60), bool)
+    four[0:50, 0:6] = True
+    four[44:50, 0:60] = True
+    four[0:80, 36:42] = True  # its bar sticks out 18 px right of the upright, less than 0.3 of its height
+    for digit in (seven, two, four):
+        assert spur_columns(digit) == (0, 0)
+        assert len(segment(digit)) == 1
 
 
 def test_specks_dots_and_dashes_are_not_digits():
