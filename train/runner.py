@@ -134,7 +134,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
 
     def validate(raw: bool = False) -> dict:
         """Validation of the evaluated weights (the average when --ema); raw=True adds the raw weights'
-        figures beside it, so a run shows what the average buys. Every rank evaluates its share."""
+        figures beside it, so a run shows what the average buys. Every rank evaluates its share with
+        rank 0's state (on the other ranks that replaces their own batch-norm running statistics,
+        which training never reads and a resume replaces alike)."""
         if ema is None:
             return evaluate(model, data.val_x, data.val_y, dist)
         ema.copy_to(eval_model)
