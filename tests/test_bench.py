@@ -45,7 +45,6 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, committed_model):
     assert md.startswith("# Bench") and "## Model only" in md and "Python beside it" in md
 
 
-
 def test_python_share_tells_an_engine_that_releases_the_gil_from_one_that_holds_it():
     """The model bench's GIL probe: a call that sleeps (GIL released) leaves a Python loop its whole
     speed; a call that is itself Python code halves it."""

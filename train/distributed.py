@@ -75,11 +75,12 @@ class Dist:
                 for tensor in layer.state_dict().values():
                     pdist.broadcast(tensor, src=0)
 
-    def all_sum(self, values: np.ndarray) -> np.ndarray:
+    def all_sum(self, values) -> np.ndarray:
         """float64 values summed over all ranks, on every rank."""
+        values = np.asarray(values, np.float64)
         if not self.enabled:
             return values
-        t = paddle.to_tensor(np.asarray(values, np.float64))
+        t = paddle.to_tensor(values)
         pdist.all_reduce(t, op=pdist.ReduceOp.SUM)
         return t.numpy()
 
@@ -100,10 +101,8 @@ class Dist:
         """
         if not self.enabled:
             return signum
-        t = paddle.to_tensor(np.array([record["loss"], record["acc"], record["images_per_s"], signum, signum > 0],
-                                      np.float64))
-        pdist.all_reduce(t, op=pdist.ReduceOp.SUM)
-        loss, acc, ips, sig_sum, signalled = t.numpy().tolist()
+        loss, acc, ips, sig_sum, signalled = self.all_sum(
+            [record["loss"], record["acc"], record["images_per_s"], signum, signum > 0]).tolist()
         record.update(loss=loss / self.world_size, acc=acc / self.world_size, images_per_s=ips)
         # Ranks usually see the same signal (the launcher sends each SIGTERM; Ctrl-C reaches all).
         return signum or (round(sig_sum / signalled) if signalled else 0)
@@ -120,10 +119,8 @@ class Dist:
         """Epoch statistics over all ranks' records: exact means, total images, the slowest rank's time."""
         if not self.enabled:
             return stats
-        t = paddle.to_tensor(np.array([stats["loss"] * stats["images"], stats["acc"] * stats["images"],
-                                       stats["images"]], np.float64))
-        pdist.all_reduce(t, op=pdist.ReduceOp.SUM)
-        loss_sum, correct, images = t.numpy().tolist()
+        loss_sum, correct, images = self.all_sum(
+            [stats["loss"] * stats["images"], stats["acc"] * stats["images"], stats["images"]]).tolist()
         s = paddle.to_tensor(np.array([stats["seconds"]], np.float64))
         pdist.all_reduce(s, op=pdist.ReduceOp.MAX)
         seconds = float(s.numpy()[0])

@@ -98,12 +98,10 @@ def evaluate(model, images_u8: np.ndarray, labels: np.ndarray, dist=None) -> dic
     if dist is not None:
         dist.same_state(model)
         share = dist.share_of(len(labels))
-    logits = predict_logits(model, images_u8[share]).astype(np.float64)
-    y = labels[share]
+    logits, y = predict_logits(model, images_u8[share]), labels[share]
     # Cross-entropy per record, summed in float64: the same total whichever process adds which part.
-    top = logits.max(axis=1)
-    losses = top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[np.arange(len(y)), y]
-    sums = np.array([losses.sum(), (logits.argmax(axis=1) == y).sum(), len(y)], np.float64)
+    losses = F.cross_entropy(paddle.to_tensor(logits), paddle.to_tensor(y), reduction="none").numpy()
+    sums = np.array([losses.sum(dtype=np.float64), (logits.argmax(axis=1) == y).sum(), len(y)], np.float64)
     if dist is not None:
         sums = dist.all_sum(sums)
     loss, correct, n = sums.tolist()
