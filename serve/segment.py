@@ -260,12 +260,15 @@ def spur_columns(mask: np.ndarray) -> tuple[int, int]:
     if w <= m:
         return 0, 0
     counts = np.count_nonzero(mask, axis=0)
+    short = counts <= SPUR_THIN * h
+    if not (short[:m].all() or short[w - m :].all()):  # most groups: their sides hold uprights or curves
+        return 0, 0
     top = np.argmax(mask, axis=0)
     bottom = h - 1 - np.argmax(mask[::-1], axis=0)
     inked = counts > 0
     # A thin column: no ink, or one short run of it (argmax gives 0 for an empty column).
-    thin = ~inked | ((counts == bottom - top + 1) & (counts <= SPUR_THIN * h))
-    if not (thin[:m].all() or thin[w - m :].all()):  # most groups: their sides are curves or uprights
+    thin = ~inked | ((counts == bottom - top + 1) & short)
+    if not (thin[:m].all() or thin[w - m :].all()):
         return 0, 0
     out = []
     for left in (True, False):
