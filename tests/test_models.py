@@ -3,7 +3,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from train.models import Conv2D
+from train.models import Conv2D, Features, build_model
 from train.optim import WeightAverage
 
 
@@ -21,6 +21,35 @@ def test_conv2d_bias_form_matches_paddle_conv2d_forward_and_backward():
         grads.append([y.numpy(), layer.weight.grad.numpy(), layer.bias.grad.numpy(), xi.grad.numpy()])
     for a, b in zip(*grads):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_features_train_pool_first_with_the_same_outputs_and_gradients_bit_for_bit():
+    # Integer inputs make ties in every pooling window (and all-negative windows): the cases where
+    # ReLU-then-pool and pool-then-ReLU could route a gradient differently.
+    rng = np.random.default_rng(0)
+    x = paddle.to_tensor(rng.integers(-2, 3, (6, 1, 28, 28)).astype("float32"))
+    upstream = paddle.to_tensor(rng.standard_normal((6, 10)).astype("float32"))
+    for name in ("cnn", "lenet", "lenet-deep"):
+        paddle.seed(1)
+        ours = build_model(name)
+        assert any(isinstance(m, Features) for m in ours.sublayers())
+        stock = build_model(name)
+        stock.features = nn.Sequential(*stock.features)  # the listed order, run as listed
+        stock.set_state_dict(ours.state_dict())
+        for mode in ("train", "eval"):
+            got = []
+            for model in (ours, stock):
+                getattr(model, mode)()
+                model.clear_gradients()
+                paddle.seed(2)  # the same dropout masks
+                xi = x.clone()
+                xi.stop_gradient = False
+                y = model(xi)
+                (y * upstream).sum().backward()
+                got.append([y.numpy(), xi.grad.numpy()] + [p.grad.numpy() for p in model.parameters() if p.grad is not None])
+            assert len(got[0]) == len(got[1]) > 2
+            for a, b in zip(*got):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_weight_average_ramps_up_and_round_trips():
