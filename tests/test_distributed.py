@@ -1,7 +1,6 @@
 """Data-parallel training through Paddle's own launcher, 2 CPU processes (gloo): each rank trains on a
 disjoint slice of every batch, Paddle all-reduces the gradients, only rank 0 writes, and the run
 follows the single-process one. Ctrl-C to the launcher checkpoints; --resume continues exactly."""
-import json
 import signal
 import subprocess
 import time
@@ -9,6 +8,7 @@ import time
 import pytest
 
 from tests.conftest import PYTHON, REPO, run_module
+from train.rundir import RunDir
 
 ARGS = ["--model", "lenet", "--epochs", "2", "--batch-size", "32", "--val-size", "100", "--optimizer", "adam",
         "--lr", "0.003", "--schedule", "constant", "--log-every", "1", "--checkpoint-every", "4",
@@ -21,7 +21,7 @@ def launch(log_dir, *args) -> list[str]:
 
 
 def records(run_dir, kind):
-    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["kind"] == kind]
+    return [r for r in RunDir(run_dir).read_records() if r["kind"] == kind]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def runs(synthetic_data, tmp_path_factory):
 
 def test_two_processes_train_like_one(runs):
     single, dp = runs / "single", runs / "dp"
-    a, b = json.loads((single / "result.json").read_text()), json.loads((dp / "result.json").read_text())
+    a, b = RunDir(single).read_result(), RunDir(dp).read_result()
     assert b["processes"] == 2 and a["processes"] == 1
     # Every global batch is split in two and the gradients averaged: the same steps, up to float rounding.
     sa, sb = records(single, "step"), records(dp, "step")
@@ -73,7 +73,7 @@ def test_ctrl_c_then_resume_matches_the_uninterrupted_run(runs, synthetic_data, 
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)  # the launcher passes it on to both workers as SIGTERM
     out, _ = proc.communicate(timeout=120)
-    assert not (tmp_path / "cut" / "result.json").exists(), "the run must really have been cut short"
+    assert RunDir(tmp_path / "cut").read_result() is None, "the run must really have been cut short"
     worker0 = (tmp_path / "log-a" / "workerlog.0").read_text()
     assert "checkpoint saved" in worker0, out
 
@@ -84,8 +84,8 @@ def test_ctrl_c_then_resume_matches_the_uninterrupted_run(runs, synthetic_data, 
 
     key = lambda r: (r["global_step"], r["loss"], r["lr"])  # noqa: E731
     assert [key(r) for r in records(tmp_path / "cut", "step")] == [key(r) for r in records(runs / "dp", "step")]
-    a = json.loads((runs / "dp" / "result.json").read_text())
-    b = json.loads((tmp_path / "cut" / "result.json").read_text())
+    a = RunDir(runs / "dp").read_result()
+    b = RunDir(tmp_path / "cut").read_result()
     assert (a["val_acc"], a["test_acc"], a["best_epoch"]) == (b["val_acc"], b["test_acc"], b["best_epoch"])
 
 

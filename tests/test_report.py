@@ -1,11 +1,11 @@
 """Pictures and report.md per run: written at the end of training and regenerable from the run folder."""
-import json
 
 import numpy as np
 from PIL import Image
 
 from tests.conftest import run_module
 from train.report import PICTURES, REPORT_MD, confident_mistakes, confusion_matrix
+from train.rundir import RunDir
 
 
 def assert_png(path, min_size=(300, 200)):
@@ -22,7 +22,7 @@ def test_training_writes_pictures_and_a_report(tiny_run):
     for name in PICTURES:
         assert_png(tiny_run / name)
     md = (tiny_run / REPORT_MD).read_text()
-    result = json.loads((tiny_run / "result.json").read_text())
+    result = RunDir(tiny_run).read_result()
     for name in PICTURES:
         assert f"]({name})" in md, f"report.md does not link {name}"
     assert f"{result['val_acc']:.4f}" in md and f"{result['test_acc']:.4f}" in md
@@ -30,7 +30,7 @@ def test_training_writes_pictures_and_a_report(tiny_run):
     assert "| best epoch (validation) | 1 |" in md
     assert "wall time" in md and "images/s" in md
     assert '| model | `"lenet"` |' in md  # the config table
-    summary = json.loads((tiny_run / "report.json").read_text())
+    summary = RunDir(tiny_run).read_report_summary()
     cm = np.array(summary["confusion_val"])
     assert cm.shape == (10, 10) and cm.sum() == 100  # --val-size 100
     assert abs(np.trace(cm) / cm.sum() - result["val_acc"]) < 1e-9

@@ -1,7 +1,6 @@
 """The course's resume check, bit for bit: a run killed mid-epoch and resumed gives the same
 per-step losses as an uninterrupted run with the same seed (the weight average included: its
 validation figures must match too)."""
-import json
 import signal
 import subprocess
 import time
@@ -9,6 +8,7 @@ import time
 import pytest
 
 from tests.conftest import PYTHON, REPO, run_module
+from train.rundir import RunDir
 
 ARGS = ["--model", "cnn", "--epochs", "2", "--batch-size", "32", "--val-size", "100", "--log-every", "1", "--ema", "0.9",
         # resumed in epoch 0: epoch 1, the first augmented one with non-digits, runs after it
@@ -17,13 +17,11 @@ ARGS = ["--model", "cnn", "--epochs", "2", "--batch-size", "32", "--val-size", "
 
 
 def step_losses(run_dir):
-    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [(r["global_step"], r["loss"], r["lr"]) for r in lines if r["kind"] == "step"]
+    return [(r["global_step"], r["loss"], r["lr"]) for r in RunDir(run_dir).read_metrics().steps]
 
 
 def epoch_records(run_dir):
-    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [(r["epoch"], r["val_loss"], r["val_acc"]) for r in lines if r["kind"] == "epoch"]
+    return [(r["epoch"], r["val_loss"], r["val_acc"]) for r in RunDir(run_dir).read_metrics().epochs]
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +49,14 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(sig, synthetic_data,
     else:  # Ctrl-C: a checkpoint at the current step, then a clean exit
         assert proc.returncode == 130, out
         assert "checkpoint saved" in out
-    assert not (tmp_path / "cut" / "result.json").exists(), "the run must really have been cut short"
+    assert RunDir(tmp_path / "cut").read_result() is None, "the run must really have been cut short"
 
     run_module("train", "--resume", str(tmp_path / "cut"))
 
     assert step_losses(tmp_path / "cut") == step_losses(uninterrupted)
     assert epoch_records(tmp_path / "cut") == epoch_records(uninterrupted)
-    a = json.loads((uninterrupted / "result.json").read_text())
-    b = json.loads((tmp_path / "cut" / "result.json").read_text())
+    a = RunDir(uninterrupted).read_result()
+    b = RunDir(tmp_path / "cut").read_result()
     assert (a["test_acc"], a["val_acc"], a["best_epoch"]) == (b["test_acc"], b["val_acc"], b["best_epoch"])
 
 

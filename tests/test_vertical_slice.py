@@ -1,17 +1,18 @@
 """The whole path once: synthetic IDX files -> train -> export -> app -> POST a PNG."""
 import json
 
-import numpy as np
 
 from tests.images import encode, file_field
 from tests.synth import make_digits
+from train.rundir import RunDir
 
 
 def test_train_export_serve_end_to_end(tiny_run, tiny_models):
     from serve.app import create_app
 
-    assert (tiny_run / "best" / "model.pdparams").is_file()
-    assert json.loads((tiny_run / "result.json").read_text())["test_acc"] > 0.1
+    run = RunDir(tiny_run)
+    assert run.has_best()
+    assert run.read_result()["test_acc"] > 0.1
     version_dir = tiny_models / "mnist-lenet" / "1"
     manifest = json.loads((version_dir / "manifest.json").read_text())
     assert manifest["input"]["shape"] == [-1, 1, 28, 28] and manifest["input"]["dtype"] == "float32"
