@@ -1,7 +1,6 @@
 """The whole path once: synthetic IDX files -> train -> export -> app -> POST a PNG."""
 import json
 
-
 from tests.images import encode, file_field
 from tests.synth import make_digits
 from train.rundir import RunDir
