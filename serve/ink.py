@@ -169,7 +169,18 @@ def _runs_across(mask: np.ndarray, span: float) -> np.ndarray:
 def squeeze(mask: np.ndarray) -> np.ndarray:
     """The mask squeezed LINE_SQUEEZE (4) times along x: a pixel per 4 columns, set where at least
     2 of its 4 are (the last group padded with unset columns). Each group of 4 bytes is read as
-    one uint32 and its set bytes summed by one multiplication: ~10x faster than an area resize."""
+    one uint32 and its set bytes summed by one multiplication: ~10x faster than an area resize.
+    A transposed view (vertical lines are searched on mask.T) is squeezed from the picture's own
+    rows, 4 added at a time, and only the 4x smaller result is transposed: the same values, ~3x
+    faster on a page than copying the strided view first."""
+    if not mask.flags.c_contiguous and mask.T.flags.c_contiguous:
+        rows = mask.T.view(np.uint8)
+        padded = np.zeros((-(-rows.shape[0] // LINE_SQUEEZE) * LINE_SQUEEZE, rows.shape[1]), np.uint8)
+        padded[: rows.shape[0]] = rows
+        total = padded[0::LINE_SQUEEZE].copy()
+        for k in range(1, LINE_SQUEEZE):
+            total += padded[k::LINE_SQUEEZE]
+        return np.ascontiguousarray((total >= 2).T)
     h, w = mask.shape
     u8 = np.zeros((h, -(-w // LINE_SQUEEZE) * LINE_SQUEEZE), np.uint8)
     u8[:, :w] = mask

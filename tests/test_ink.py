@@ -149,6 +149,11 @@ def test_squeeze_sets_a_pixel_where_two_of_its_four_columns_are_set():
         padded[:, :w] = mask
         expected = padded.reshape(9, -1, 4).sum(2) >= 2
         assert squeeze(mask).shape == expected.shape and (squeeze(mask) == expected).all(), w
+        # The transposed view vertical lines are searched on: squeezed from the picture's rows, the same values.
+        picture = np.ascontiguousarray(mask.T)
+        assert not picture.T.flags.c_contiguous
+        got = squeeze(picture.T)
+        assert got.shape == expected.shape and (got == expected).all() and got.flags.c_contiguous, w
 
 
 def test_pixels_are_those_np_nonzero_finds_in_the_same_order():
