@@ -48,6 +48,8 @@ OFFER_ALONE = 1.15  # ... or this much, alone on its line (a lone "0" or "4" is 
 SPUR = 0.3  # a thin straight stroke sticking out of a group sideways, this long (fraction of its height),
 SPUR_MIDDLE = 1 / 3  # ... from the middle third of its height (a "7"'s bar is in its top third, a "2"'s foot in its bottom one)
 SPUR_THIN = 0.2  # ... thin: one run of ink in each of its columns, at most this fraction of the group's height
+UNDER_REACH = 0.3  # a line drawn under a digit and touching its foot reaches this far past the rest's side (fraction of its height)
+UNDER_WIDER = 1.3  # ... and its foot rows are this many times as wide as the rest (a "2"'s foot is about as wide as its body)
 
 
 @dataclass
@@ -288,6 +290,34 @@ def spur_columns(mask: np.ndarray) -> tuple[int, int]:
     return out[0], out[1]
 
 
+def underline_rows(mask: np.ndarray) -> int:
+    """How many rows at the foot of a group are a line drawn under it and touching it (0 where
+    there is none): a thin, level stroke whose columns past the rest of the group hold ink only
+    in the bottom rows, reaching at least UNDER_REACH of the group's height beyond its side. A
+    digit's own foot (a "2", a "1"'s base) ends about where its body does."""
+    h, w = mask.shape
+    thick = max(2, int(SPUR_THIN * h))
+    m = int(np.ceil(UNDER_REACH * h))
+    if w <= m or mask[: h - thick, :m].any() and mask[: h - thick, w - m :].any():  # most groups: ink above the foot at both sides
+        return 0
+    inked = mask.any(0)
+    top = np.argmax(mask, axis=0)  # each column's first ink row (0 where it has none)
+    low = inked & (top >= h - thick)  # columns with ink only in the bottom rows
+    if low.all() or not (low[:m].all() or low[w - m :].all()):  # a flat group (a dash), or nothing reaching out
+        return 0
+    n_left = int(np.argmin(low))
+    n_right = int(np.argmin(low[::-1]))
+    foot = np.flatnonzero(mask[h - thick :].any(0))
+    if foot[-1] - foot[0] + 1 < UNDER_WIDER * np.count_nonzero(inked & ~low):  # no wider than the rest: a digit's own foot
+        return 0
+    cols = np.concatenate([np.arange(n_left) if n_left >= m else np.arange(0),
+                           np.arange(w - n_right, w) if n_right >= m else np.arange(0)])
+    bottom = h - 1 - np.argmax(mask[::-1, cols], axis=0)
+    if (np.count_nonzero(mask[:, cols], axis=0) != bottom - top[cols] + 1).any():  # one run in each column
+        return 0
+    return int(h - top[cols].min())
+
+
 def _tight(mask: np.ndarray, box) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """The box shrunk to the ink it holds, and the mask cut to it (None when empty)."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
@@ -328,10 +358,12 @@ def segment(mask: np.ndarray, alternatives: bool = True) -> list[Segment]:
         own = inside == members[0] if len(members) == 1 else np.isin(inside, members)  # isin costs ~0.1 ms
         whole = [(box, own)]
         left, right = spur_columns(own)
-        if left or right:  # read without the stroke that sticks out; the reading with it is offered too
+        under = underline_rows(own)
+        if left or right or under:  # read without the stroke drawn into it; the reading with it is offered too
             trimmed = own.copy()
             trimmed[:, :left] = False
             trimmed[:, w - right :] = False
+            trimmed[h - under :] = False
             box, own = _tight(trimmed, box)
             x, y, w, h = box
         readings = [[(box, own)]]
@@ -340,7 +372,7 @@ def segment(mask: np.ndarray, alternatives: bool = True) -> list[Segment]:
             readings = _readings(own, box, max(k, 2), k > 1, alternatives)
             if not alternatives and len(groups) == 1 and len(readings[0]) > 1:
                 readings.append([(box, own)])
-        if left or right:
+        if left or right or under:
             readings.append(whole)
         if len(readings) == 1:
             found.extend(Segment(box=b, mask=m) for b, m in readings[0])

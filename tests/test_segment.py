@@ -2,7 +2,8 @@
 split, reading order over several lines."""
 import numpy as np
 
-from serve.segment import cut_into, cut_path, favoured, group, merge, neck, pieces, segment, spur_columns, text_lines
+from serve.segment import (cut_into, cut_path, favoured, group, merge, neck, pieces, segment, spur_columns, text_lines,
+                           underline_rows)
 
 
 def block(mask, x, y, w, h):
@@ -70,6 +71,18 @@ def test_a_dash_drawn_into_a_digit_is_read_without_it_and_with_it():
     assert sorted((s.option, s.box) for s in segment(mask)) == [(0, (100, 20, 40, 60)), (1, (40, 20, 150, 60))]
 
 
+def test_a_line_drawn_under_a_digit_and_touching_its_foot_is_read_without_it_and_with_it():
+    """An underline that meets a digit's foot is one piece of ink with it: the favoured reading
+    leaves its rows out, the reading with it is offered too (the model chooses)."""
+    mask = np.zeros((120, 200), bool)
+    ring(mask, 60, 20, 40, 60, t=6)  # a "0", its foot on row 79
+    mask[78:83, 60:150] = True  # a line under it from its left edge, reaching 50 px past its right side
+    assert underline_rows(mask[20:83, 60:150]) == 5
+    for alternatives in (True, False):  # /read and /predict
+        found = segment(mask, alternatives)
+        assert sorted((s.choice, s.option, s.box) for s in found) == [(0, 0, (60, 20, 40, 58)), (0, 1, (60, 20, 90, 63))]
+
+
 def test_a_digits_own_bars_are_not_taken_for_marks():
     """A "7"'s bar at its top, a "2"'s foot, a short cross-bar: part of the digit, one reading."""
     seven = np.zeros((80, 60), bool)
@@ -83,8 +96,12 @@ def test_a_digits_own_bars_are_not_taken_for_marks():
     four[0:50, 0:6] = True
     four[44:50, 0:60] = True
     four[0:80, 36:42] = True  # its bar sticks out 18 px right of the upright, less than 0.3 of its height
-    for digit in (seven, two, four):
+    one = np.zeros((80, 40), bool)
+    one[0:80, 17:23] = True
+    one[74:80, 4:36] = True  # a base 13 px each side of the upright
+    for digit in (seven, two, four, one):
         assert spur_columns(digit) == (0, 0)
+        assert underline_rows(digit) == 0
         assert len(segment(digit)) == 1
 
 
