@@ -265,10 +265,9 @@ def spur_columns(mask: np.ndarray) -> tuple[int, int]:
     short = counts <= SPUR_THIN * h
     if not (short[:m].all() or short[w - m :].all()):  # most groups: their sides hold uprights or curves
         return 0, 0
-    top = np.argmax(mask, axis=0)
-    bottom = h - 1 - np.argmax(mask[::-1], axis=0)
+    top, bottom = _ink_rows(mask)
     inked = counts > 0
-    # A thin column: no ink, or one short run of it (argmax gives 0 for an empty column).
+    # A thin column: no ink, or one short run of it.
     thin = ~inked | ((counts == bottom - top + 1) & short)
     if not (thin[:m].all() or thin[w - m :].all()):
         return 0, 0
@@ -300,22 +299,27 @@ def underline_rows(mask: np.ndarray) -> int:
     m = int(np.ceil(UNDER_REACH * h))
     if w <= m or mask[: h - thick, :m].any() and mask[: h - thick, w - m :].any():  # most groups: ink above the foot at both sides
         return 0
-    inked = mask.any(0)
-    top = np.argmax(mask, axis=0)  # each column's first ink row (0 where it has none)
-    low = inked & (top >= h - thick)  # columns with ink only in the bottom rows
+    counts = np.count_nonzero(mask, axis=0)
+    top, bottom = _ink_rows(mask)
+    low = (counts > 0) & (top >= h - thick)  # columns with ink only in the bottom rows
     if low.all() or not (low[:m].all() or low[w - m :].all()):  # a flat group (a dash), or nothing reaching out
         return 0
-    n_left = int(np.argmin(low))
-    n_right = int(np.argmin(low[::-1]))
     foot = np.flatnonzero(mask[h - thick :].any(0))
-    if foot[-1] - foot[0] + 1 < UNDER_WIDER * np.count_nonzero(inked & ~low):  # no wider than the rest: a digit's own foot
+    if foot[-1] - foot[0] + 1 < UNDER_WIDER * np.count_nonzero((counts > 0) & ~low):  # no wider than the rest: a digit's own foot
         return 0
-    cols = np.concatenate([np.arange(n_left) if n_left >= m else np.arange(0),
-                           np.arange(w - n_right, w) if n_right >= m else np.arange(0)])
-    bottom = h - 1 - np.argmax(mask[::-1, cols], axis=0)
-    if (np.count_nonzero(mask[:, cols], axis=0) != bottom - top[cols] + 1).any():  # one run in each column
+    n_left, n_right = (int(np.argmin(side)) for side in (low, low[::-1]))  # low columns from each side in
+    line = np.zeros(w, bool)  # the columns reaching out, on each side that reaches far enough
+    line[: n_left if n_left >= m else 0] = True
+    line[w - (n_right if n_right >= m else 0) :] = True
+    if (counts[line] != bottom[line] - top[line] + 1).any():  # one run in each column
         return 0
-    return int(h - top[cols].min())
+    return int(h - top[line].min())
+
+
+def _ink_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(top, bottom): each column's first and last ink row (0 and h - 1 for an empty column, as
+    argmax gives): a column holds one run of ink when its count is bottom - top + 1."""
+    return np.argmax(mask, axis=0), mask.shape[0] - 1 - np.argmax(mask[::-1], axis=0)
 
 
 def _tight(mask: np.ndarray, box) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
