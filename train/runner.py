@@ -165,13 +165,19 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                 pos.global_step += 1
                 if ema is not None:
                     ema.update(model)
-                agreed = dist.sync_step(r, stop.signum)  # ranks agree on stopping at this very step
+                # Data-parallel ranks meet on the steps whose record is written: the record becomes the
+                # global one and they agree on stopping at this very step. Meeting every step made each
+                # step wait for the slower rank (~3% of a step), so a signal waits up to --log-every steps.
+                logged = pos.global_step % cfg.log_every == 0 or cfg.log_every == 1
+                meet = logged or not dist.enabled  # one process: free, and Ctrl-C stops at once
+                agreed = dist.sync_step(r, stop.signum) if meet else 0
                 stop.signum = stop.signum or agreed
-                if dist.is_main and (pos.global_step % cfg.log_every == 0 or cfg.log_every == 1):
+                if dist.is_main and logged:
                     run.append_metric(STEP, {"global_step": pos.global_step - 1, **r})
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{r['loss']:.4f}", acc=f"{r['acc']:.3f}", img_s=f"{r['images_per_s']:.0f}")
+                    if meet:  # between meetings a rank knows only its own share
+                        bar.set_postfix(loss=f"{r['loss']:.4f}", acc=f"{r['acc']:.3f}", img_s=f"{r['images_per_s']:.0f}")
                 if pos.step in mid_vals:
                     # Watch time-to-accuracy inside the epoch. Eval mode touches neither the weights, the
                     # batch-norm statistics nor the RNG (reseeded every step), so training goes on unchanged.
