@@ -13,7 +13,8 @@ from train.rundir import RunDir
 ARGS = ["--model", "cnn", "--epochs", "2", "--batch-size", "32", "--val-size", "100", "--log-every", "1", "--ema", "0.9",
         # resumed in epoch 0: epoch 1, the first augmented one with non-digits, runs after it
         "--augment-from-epoch", "1", "--negatives-from-epoch", "1",
-        "--checkpoint-every", "4", "--keep-checkpoints", "2", "--no-progress", "--threads", "1"]
+        "--checkpoint-every", "4", "--keep-checkpoints", "2", "--no-progress", "--threads", "1",
+        "--val-early-epochs", "1"]  # epoch 0 validated in detail, epoch 1 once
 
 
 def step_losses(run_dir):
@@ -58,6 +59,15 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(sig, synthetic_data,
     a = RunDir(uninterrupted).read_result()
     b = RunDir(tmp_path / "cut").read_result()
     assert (a["test_acc"], a["val_acc"], a["best_epoch"]) == (b["test_acc"], b["val_acc"], b["best_epoch"])
+
+
+def test_only_the_early_epochs_are_validated_in_detail(uninterrupted):
+    """Epoch 0 (--val-early-epochs 1): a validation mid-epoch and the raw weights beside the average at its
+    end; epoch 1: one validation, at its end."""
+    metrics = RunDir(uninterrupted).read_metrics()
+    assert [r["epoch"] for r in metrics.vals] == [0]
+    assert [r["epoch"] for r in metrics.epochs] == [0, 1]
+    assert ["val_raw_acc" in r for r in metrics.epochs] == [True, False]
 
 
 def test_half_written_checkpoint_is_never_trusted(uninterrupted, tmp_path):

@@ -132,6 +132,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
     started = t_start - pos.wall_s
     mid_vals = mid_epoch_validations(per_epoch, 1 if dry_run else cfg.val_per_epoch)
 
+    def in_detail(epoch: int) -> bool:
+        """Validated mid-epoch and with the raw weights too: the epochs where time to accuracy is decided."""
+        return not cfg.val_early_epochs or epoch < cfg.val_early_epochs
+
     def validate(raw: bool = False) -> dict:
         """Validation of the evaluated weights (the average when --ema); raw=True adds the raw weights'
         figures beside it, so a run shows what the average buys. Every rank evaluates its share with
@@ -178,7 +182,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                     bar.update(1)
                     if meet:  # between meetings a rank knows only its own share
                         bar.set_postfix(loss=f"{r['loss']:.4f}", acc=f"{r['acc']:.3f}", img_s=f"{r['images_per_s']:.0f}")
-                if pos.step in mid_vals:
+                if pos.step in mid_vals and in_detail(epoch):
                     # Watch time-to-accuracy inside the epoch. Eval mode touches neither the weights, the
                     # batch-norm statistics nor the RNG (reseeded every step), so training goes on unchanged.
                     val = validate()
@@ -221,7 +225,7 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                     f"continue with --resume {run_dir}")
                 break
 
-            val = validate(raw=True)
+            val = validate(raw=in_detail(epoch))
             record = {"epoch": epoch, "train_loss": stats["loss"], "train_acc": stats["acc"],
                       "val_loss": val["loss"], "val_acc": val["acc"], "images_per_s": stats["images_per_s"],
                       **({"val_raw_loss": val["raw_loss"], "val_raw_acc": val["raw_acc"]} if "raw_acc" in val else {}),
