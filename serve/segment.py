@@ -313,7 +313,12 @@ def underline_rows(mask: np.ndarray) -> int:
     line[w - (n_right if n_right >= m else 0) :] = True
     if (counts[line] != bottom[line] - top[line] + 1).any():  # one run in each column
         return 0
-    return int(h - top[line].min())
+    # Under the digit the line hides in the digit's columns; a photo tilts it, so its top is carried
+    # on along the slope of the part reaching out, to both ends of the group.
+    cols = np.flatnonzero(line)
+    slope = np.polyfit(cols, top[cols], 1)[0] if np.ptp(cols) else 0.0
+    highest = min(top[line].min(), *(top[cols[0]] + slope * (end - cols[0]) for end in (0, w - 1)))
+    return int(h - max(round(highest), h - 2 * thick))  # a steep or curved "line" is cut no deeper than twice its thickness
 
 
 def _ink_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -84,6 +84,21 @@ def test_a_line_drawn_under_a_digit_and_touching_its_foot_is_read_without_it_and
         assert sorted((s.choice, s.option, s.box) for s in found) == [(0, 0, (60, 20, 90, 63)), (0, 1, (60, 20, 40, 58))]
 
 
+def test_a_tilted_underline_is_cut_away_under_the_digit_too():
+    """A photo tilts the line: under the digit it lies higher (or lower) than where it reaches out,
+    and the reading without it must leave all of it out, not a sliver under the digit's foot."""
+    mask = np.zeros((120, 200), bool)
+    ring(mask, 60, 20, 40, 60, t=6)  # a "0", its foot on rows 74-79
+    for c in range(60, 150):  # a line 4 px thick from row 79 under its left edge, falling 4 px over 90 columns
+        r = 79 + (4 * (c - 60)) // 90
+        mask[r:r + 4, c] = True
+    for ring_x, line_x, ink in ((60, 60, mask), (100, 50, mask[:, ::-1])):  # and mirrored: reaching out to the left
+        readings = sorted((s.option, s.box) for s in segment(np.ascontiguousarray(ink)))
+        assert [option for option, _ in readings] == [0, 1] and readings[0][1] == (line_x, 20, 90, 66)
+        x, y, w, h = readings[1][1]
+        assert (x, y, w) == (ring_x, 20, 40) and 74 < y + h <= 79  # the ring's foot kept, the line's top row (79) not
+
+
 def test_a_digits_own_bars_are_not_taken_for_marks():
     """A "7"'s bar at its top, a "2"'s foot, a short cross-bar: part of the digit, one reading."""
     seven = np.zeros((80, 60), bool)
