@@ -49,6 +49,7 @@ SPUR = 0.3  # a thin straight stroke sticking out of a group sideways, this long
 SPUR_MIDDLE = 1 / 3  # ... from the middle third of its height (a "7"'s bar is in its top third, a "2"'s foot in its bottom one)
 SPUR_THIN = 0.2  # ... thin: one run of ink in each of its columns, at most this fraction of the group's height
 UNDER_REACH = 0.3  # a line drawn under a digit and touching its foot reaches this far past the rest's side (fraction of its height)
+UNDER_REACH_BOTH = 0.2  # ... or this far past both sides (a "1"'s base reaches out less)
 UNDER_WIDER = 1.3  # ... and its foot rows are this many times as wide as the rest (a "2"'s foot is about as wide as its body)
 
 
@@ -292,29 +293,37 @@ def spur_columns(mask: np.ndarray) -> tuple[int, int]:
 def underline_rows(mask: np.ndarray) -> int:
     """How many rows at the foot of a group are a line drawn under it and touching it (0 where
     there is none): a thin, level stroke whose columns past the rest of the group hold ink only
-    in the bottom rows, reaching at least UNDER_REACH of the group's height beyond its side. A
-    digit's own foot (a "2", a "1"'s base) ends about where its body does."""
+    in the bottom rows, reaching at least UNDER_REACH of the group's height beyond one side, or
+    UNDER_REACH_BOTH beyond both. A digit's own foot (a "2", a "1"'s base) ends about where its
+    body does."""
     h, w = mask.shape
     thick = max(2, int(SPUR_THIN * h))
-    m = int(np.ceil(UNDER_REACH * h))
-    if w <= m or mask[: h - thick, :m].any() and mask[: h - thick, w - m :].any():  # most groups: ink above the foot at both sides
+    m, both = int(np.ceil(UNDER_REACH * h)), int(np.ceil(UNDER_REACH_BOTH * h))
+    if w <= m or mask[: h - thick, :both].any() and mask[: h - thick, w - both :].any():  # most groups: ink above the foot at both sides
         return 0
     counts = np.count_nonzero(mask, axis=0)
     top, bottom = _ink_rows(mask)
     low = (counts > 0) & (top >= h - thick)  # columns with ink only in the bottom rows
-    if low.all() or not (low[:m].all() or low[w - m :].all()):  # a flat group (a dash), or nothing reaching out
+    if low.all():  # a flat group (a dash)
+        return 0
+    n_left, n_right = (int(np.argmin(side)) for side in (low, low[::-1]))  # low columns from each side in
+    if min(n_left, n_right) >= both:  # under the whole digit, out at both sides
+        m = both
+    elif max(n_left, n_right) < m:  # nothing reaching out far enough
         return 0
     foot = np.flatnonzero(mask[h - thick :].any(0))
     if foot[-1] - foot[0] + 1 < UNDER_WIDER * np.count_nonzero((counts > 0) & ~low):  # no wider than the rest: a digit's own foot
         return 0
-    n_left, n_right = (int(np.argmin(side)) for side in (low, low[::-1]))  # low columns from each side in
     line = np.zeros(w, bool)  # the columns reaching out, on each side that reaches far enough
     line[: n_left if n_left >= m else 0] = True
     line[w - (n_right if n_right >= m else 0) :] = True
-    if (counts[line] != bottom[line] - top[line] + 1).any():  # one run in each column
+    far = line & ((np.arange(w) < m) | (np.arange(w) >= w - m))  # the reach that qualifies
+    single = counts == bottom - top + 1  # one run of ink in the column
+    if not single[far].all():  # near the digit a tail curling down over the line may add a run
         return 0
     # Under the digit the line hides in the digit's columns; a photo tilts it, so its top is carried
     # on along the slope of the part reaching out, to both ends of the group.
+    line &= single
     cols = np.flatnonzero(line)
     slope = np.polyfit(cols, top[cols], 1)[0] if np.ptp(cols) else 0.0
     highest = min(top[line].min(), *(top[cols[0]] + slope * (end - cols[0]) for end in (0, w - 1)))

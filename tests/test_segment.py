@@ -99,6 +99,23 @@ def test_a_tilted_underline_is_cut_away_under_the_digit_too():
         assert (x, y, w) == (ring_x, 20, 40) and 74 < y + h <= 79  # the ring's foot kept, the line's top row (79) not
 
 
+def test_an_underline_out_at_both_sides_or_under_a_curling_tail_is_found():
+    """A line under the whole digit reaching out a little at both sides (0.25 of the height each),
+    and one under a tail that curls down over it (two runs of ink in the columns next to the digit)."""
+    mask = np.zeros((120, 200), bool)
+    ring(mask, 60, 20, 40, 60, t=6)  # a "0", its foot on rows 74-79
+    mask[78:82, 44:116] = True  # out 16 px (0.25 of the 62-row group) at each side
+    assert underline_rows(mask[20:82, 44:116]) == 4
+    nine = np.zeros((120, 200), bool)
+    ring(nine, 60, 10, 40, 40, t=6)  # a "9": its head,
+    nine[10:76, 94:100] = True  # its stem,
+    nine[70:76, 100:112] = True  # its tail curling right, then down towards the line
+    nine[76:78, 110:112] = True
+    nine[80:84, 96:190] = True  # a line from under the stem, reaching far right; the stem's foot touches it
+    nine[76:80, 94:100] = True
+    assert underline_rows(nine[10:84, 60:190]) == 4
+
+
 def test_a_digits_own_bars_are_not_taken_for_marks():
     """A "7"'s bar at its top, a "2"'s foot, a short cross-bar: part of the digit, one reading."""
     seven = np.zeros((80, 60), bool)
