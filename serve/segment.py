@@ -292,7 +292,7 @@ def spur_columns(mask: np.ndarray) -> tuple[int, int]:
 
 def underline_rows(mask: np.ndarray) -> int:
     """How many rows at the foot of a group are a line drawn under it and touching it (0 where
-    there is none): a thin, level stroke whose columns past the rest of the group hold ink only
+    there is none): a thin stroke, level or tilted, whose columns past the rest of the group hold ink only
     in the bottom rows, reaching at least UNDER_REACH of the group's height beyond one side, or
     UNDER_REACH_BOTH beyond both. A digit's own foot (a "2", a "1"'s base) ends about where its
     body does."""
