@@ -115,3 +115,28 @@ def test_the_default_model_reads_rows_and_a_config_saved_before_does_not():
     assert TrainConfig.from_dict({"model": "cnn", "read_digits": 0.0625}).resolved().read_digits == 0.0625
     assert TrainConfig().resolved().read_misses == 0.0  # measured, not the default (README)
     assert TrainConfig.from_dict({"model": "cnn", "read_digits": 0.125}).resolved().read_misses == 0.0  # saved before
+
+
+def test_a_line_drawn_under_a_digit_touches_it_and_leaves_its_label(mnist_dir):
+    """Underlined rows: the line lies under one digit's lowest ink (touching it or 1-2 px under it),
+    reaching out past its side; the digits read from such rows keep their labels, and rows drawn
+    without underlines are the rows before, bit for bit."""
+    from train.mnist import load_split
+
+    train = load_split(mnist_dir, "train")
+    digits, labels = train.images[:3000], train.labels[:3000]
+    plain = rd.make(40, 5, digits, labels)
+    assert np.array_equal(plain.images, rd.make(40, 5, digits, labels, underlines=0.0).images)
+    for i in range(20):
+        ink = np.zeros((200, 300), np.float32)
+        ink[50:110, 100:140] = 1.0  # a digit's ink: its lowest row is 109
+        rng = np.random.default_rng(i)
+        rd.underline(ink, (100, 50, 40, 60), 60, rng)
+        below = ink[110:] > 0.5
+        assert below.any() and not ink[:100, :100].any() and not ink[:100, 140:].any()  # nothing drawn high up
+        rows, cols = np.flatnonzero(below.any(1)), np.flatnonzero(below.any(0))
+        assert rows[0] <= 4 and rows[-1] <= 16  # touching, or just under it; thin
+        assert cols[0] <= 100 - 10 or cols[-1] >= 140 + 10  # reaching out past a side (0.2 of the height at least)
+    under = rd.make(40, 5, digits, labels, underlines=1.0)
+    assert 40 < len(under.images) <= 4 * 40 and set(under.labels) <= set(range(10))
+    assert not np.array_equal(under.images[:10], plain.images[:10])

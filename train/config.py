@@ -64,6 +64,9 @@ class TrainConfig:
     # pages read exactly 90.1% (89.4%), validation non-digits flagged at export 95.3% (95.6%), but
     # 3.1% of tests/test_open_set.py's digit uploads flagged (2.4%): over its 3% bar, not the default.
     read_misses: float = 0.0
+    # The share of those rows where a line is drawn under one digit, touching its foot (as people
+    # underline an answer): the readings with the line and without it are both that digit. 0: none.
+    read_underlines: float = 0.0
     open_set: str = "extra"  # how negatives are learnt: "extra" (a "not a digit" class) or "oe" (outlier exposure)
     negatives_weight: float = 0.5  # outlier-exposure weight of the negatives' loss ("oe" only)
     val_size: int = 5000
@@ -108,7 +111,8 @@ class TrainConfig:
         # small_once drew none so, one saved before pairs, parts and digits read from rows drew none: resumed,
         # they go on as they began.
         d = {"negatives": 0.0, "augment_from_epoch": 0, "negatives_small": 0.0, "negatives_from_epoch": 0,
-             "negatives_pairs": 0.0, "negatives_parts": 0.0, "read_digits": 0.0, "read_misses": 0.0, **d}
+             "negatives_pairs": 0.0, "negatives_parts": 0.0, "read_digits": 0.0, "read_misses": 0.0,
+             "read_underlines": 0.0, **d}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -168,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-misses", type=float, default=d.read_misses,
                    help="readings of those rows that take two touching digits together, added to each batch as "
                         f"non-digits, as a fraction of it (default: {d.read_misses})")
+    p.add_argument("--read-underlines", type=float, default=d.read_underlines,
+                   help="share of those rows with a line drawn under one digit, touching its foot "
+                        f"(default: {d.read_underlines})")
     p.add_argument("--open-set", choices=["extra", "oe"], default=d.open_set,
                    help=f"extra: a 'not a digit' class; oe: outlier exposure, uniform over digits (default: {d.open_set})")
     p.add_argument("--negatives-weight", type=float, default=d.negatives_weight, help=f"weight of their loss, oe only (default: {d.negatives_weight})")

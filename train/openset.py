@@ -70,15 +70,17 @@ MISS_SALT = 0x4D  # ... and for their wrong readings
 
 
 def read_pool(n: int, seed: int, dist: Dist, digits: np.ndarray, labels: np.ndarray,
-              misses: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              misses: bool = False, underlines: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, labels, misses): about n training digits as /read cuts them out of written rows
     (train/read_digits.py), made once, a function of the seed; each rank draws its share of the rows.
-    misses: also the readings of those rows that take two touching digits together (else none)."""
+    misses: also the readings of those rows that take two touching digits together (else none);
+    underlines: the share of rows with a line drawn under one digit."""
     from train import read_digits
 
     rows = -(-n * 10 // 27)  # ~2.7 digits kept per row
     got = read_digits.ReadDigits.merge(dist.gather(read_digits.make(rows, seed + 0x8EAD, digits, labels,
-                                                                    part=(dist.rank, dist.world_size), misses=misses)))
+                                                                    part=(dist.rank, dist.world_size), misses=misses,
+                                                                    underlines=underlines)))
     return got.images, got.labels, got.misses
 
 

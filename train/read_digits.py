@@ -90,9 +90,10 @@ def photographed(sheet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE)
 
 
-def row(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple], list[int]]:
+def row(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+        underlined: float = 0.0) -> tuple[np.ndarray, list[tuple], list[int]]:
     """(picture, boxes, labels): a row of training digits written on paper; boxes (x, y, w, h) are
-    where each digit's ink lies."""
+    where each digit's ink lies. `underlined`: the chance that a line is drawn under one of them."""
     n = int(rng.integers(*DIGITS_PER_ROW))
     size = int(rng.integers(36, 100))
     picks = rng.integers(len(digits), size=n)
@@ -111,9 +112,25 @@ def row(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tup
         region = ink[y0 : y0 + a.shape[0], pad_x + x0 : pad_x + x0 + a.shape[1]]
         np.maximum(region, a, out=region)
         boxes.append((pad_x + x0, y0, a.shape[1], a.shape[0]))
+    if underlined and rng.uniform() < underlined:
+        underline(ink, boxes[int(rng.integers(len(boxes)))], size, rng)
     sheet = paper(h, w, size, rng)
     pen = rng.uniform(0, 90)
     return photographed(sheet - ink * np.maximum(sheet - pen, 0), rng), boxes, [int(labels[i]) for i in picks]
+
+
+def underline(ink: np.ndarray, box: tuple, size: int, rng: np.random.Generator) -> None:
+    """Draw (in place) a pen line under the digit in `box`, touching its lowest ink or just
+    under it, reaching out past one side or both, level or a little tilted. Its box stays the
+    digit's own: a reading with the line is still that digit, as the one without it is."""
+    x, y, w, h = box
+    foot = y + int(np.flatnonzero(ink[y : y + h, x : x + w].max(1) > 0.5)[-1])
+    left, right = rng.permutation([rng.uniform(0.2, 0.8), rng.uniform(-0.2, 0.8)]) * size  # out past one side at least
+    ends = [(x - left, foot), (x + w + right, foot + rng.uniform(-0.08, 0.08) * size)]
+    lift = rng.uniform(-0.01, 0.04) * size  # through the foot's lowest row, or just under it
+    thick = max(1, int(round(rng.uniform(0.03, 0.08) * size)))
+    pts = [(int(round(px)), int(round(py + lift + thick / 2))) for px, py in ends]
+    cv2.line(ink, pts[0], pts[1], 1.0, thick, cv2.LINE_AA)
 
 
 def owner(box: tuple, boxes: list[tuple]) -> int:
@@ -147,12 +164,12 @@ def one_stroke(image: np.ndarray) -> bool:
 
 
 def cut_out(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-            misses: bool = False) -> tuple[list[tuple[np.ndarray, int]], list[np.ndarray]]:
+            misses: bool = False, underlines: float = 0.0) -> tuple[list[tuple[np.ndarray, int]], list[np.ndarray]]:
     """(kept, missed) of one row: (image, label) of each digit that a reading cuts out as itself, once
     (the first such reading: a group of touching digits offers the same cut in several readings);
     with `misses`, the image of each other reading of an ambiguous group that takes two digits
     together, once per box (else none). Both empty when the reading refuses the row."""
-    gray, boxes, row_labels = row(digits, labels, rng)
+    gray, boxes, row_labels = row(digits, labels, rng, underlines)
     try:
         found = read_gray(gray, SPEC)
     except ApiError:
@@ -168,13 +185,14 @@ def cut_out(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
 
 
 def make(n: int, seed: int, digits: np.ndarray, labels: np.ndarray, part: tuple[int, int] = (0, 1),
-         misses: bool = False) -> ReadDigits:
+         misses: bool = False, underlines: float = 0.0) -> ReadDigits:
     """The digits read from n rows, a function of the seed: row i is seeded by (seed, i), so
     part=(i, k), rows i, i+k, ... (one process's share), merged over the k parts equals the whole.
-    misses: keep the wrong readings too (the digits are the same either way)."""
+    misses: keep the wrong readings too (the digits are the same either way); underlines: the
+    share of rows with a line drawn under one digit (row()); 0 draws the rows as before, bit for bit."""
     images, got, index, wrong, wrong_index = [], [], [], [], []
     for i in range(part[0], n, part[1]):
-        kept, missed = cut_out(digits, labels, np.random.default_rng([seed, i, 0x8EAD]), misses)
+        kept, missed = cut_out(digits, labels, np.random.default_rng([seed, i, 0x8EAD]), misses, underlines)
         for image, label in kept:
             images.append(image)
             got.append(label)

@@ -123,7 +123,8 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
         if read is None:
             t_read = time.perf_counter()
             n = openset.pool_size(cfg.negatives_pool, cfg.read_digits, cfg.batch_size, per_epoch)
-            read = openset.read_pool(n, cfg.seed, dist, data.train_x, data.train_y, misses=cfg.read_misses > 0)
+            read = openset.read_pool(n, cfg.seed, dist, data.train_x, data.train_y, misses=cfg.read_misses > 0,
+                                        underlines=cfg.read_underlines)
             log(f"{len(read[0])} digits read from rows made in {time.perf_counter() - t_read:.1f} s; "
                 f"{cfg.read_digits:.3f} of each batch from epoch {cfg.negatives_from_epoch + 1}"
                 + (f"; {len(read[2])} wrong readings, {cfg.read_misses:.3f} of each batch" if cfg.read_misses else ""))
