@@ -86,7 +86,7 @@ def main(argv=None) -> None:
     stamps = []
 
     def on_step(record):
-        if (len(stamps) + 1) % cfg.log_every == 0:  # where training's ranks meet (a no-op in one process)
+        if dist.meets(len(stamps) + 1, cfg.log_every):  # where training's ranks meet (a no-op in one process)
             dist.sync_step(record, 0)
         stamps.append(time.perf_counter())
         return False

@@ -164,6 +164,9 @@ def test_ranks_take_disjoint_slices_that_make_up_each_batch():
         assert max(map(len, shares)) - min(map(len, shares)) <= 1
     with pytest.raises(ValueError, match="multiple of the 3 processes"):
         Dist(rank=0, world_size=3).check_batch_size(32)
+    # Ranks meet on the logged steps only; one process, every step (free: a signal stops it at once).
+    assert [s for s in range(1, 10) if Dist(rank=1, world_size=2).meets(s, 3)] == [3, 6, 9]
+    assert all(Dist().meets(s, 3) for s in range(1, 10))
     # Dropout masks differ between ranks; rank 0 keeps the run's own seed.
     assert Dist(rank=0, world_size=2).rank_seed(7) == Dist().rank_seed(7) == 7
     assert Dist(rank=1, world_size=2).rank_seed(7) not in (7, Dist(rank=2, world_size=3).rank_seed(7))

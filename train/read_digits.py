@@ -91,9 +91,9 @@ def photographed(sheet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def row(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-        underlined: float = 0.0) -> tuple[np.ndarray, list[tuple], list[int]]:
+        underlines: float = 0.0) -> tuple[np.ndarray, list[tuple], list[int]]:
     """(picture, boxes, labels): a row of training digits written on paper; boxes (x, y, w, h) are
-    where each digit's ink lies. `underlined`: the chance that a line is drawn under one of them."""
+    where each digit's ink lies. `underlines`: the chance that a line is drawn under one of them."""
     n = int(rng.integers(*DIGITS_PER_ROW))
     size = int(rng.integers(36, 100))
     picks = rng.integers(len(digits), size=n)
@@ -112,7 +112,7 @@ def row(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
         region = ink[y0 : y0 + a.shape[0], pad_x + x0 : pad_x + x0 + a.shape[1]]
         np.maximum(region, a, out=region)
         boxes.append((pad_x + x0, y0, a.shape[1], a.shape[0]))
-    if underlined and rng.uniform() < underlined:
+    if underlines and rng.uniform() < underlines:
         underline(ink, boxes[int(rng.integers(len(boxes)))], size, rng)
     sheet = paper(h, w, size, rng)
     pen = rng.uniform(0, 90)

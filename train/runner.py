@@ -170,11 +170,10 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, dry_run: bool =
                 pos.global_step += 1
                 if ema is not None:
                     ema.update(model)
-                # Data-parallel ranks meet on the steps whose record is written: the record becomes the
-                # global one and they agree on stopping at this very step. Meeting every step made each
-                # step wait for the slower rank (~3% of a step), so a signal waits up to --log-every steps.
-                logged = pos.global_step % cfg.log_every == 0 or cfg.log_every == 1
-                meet = logged or not dist.enabled  # one process: free, and Ctrl-C stops at once
+                # The ranks meet on the steps whose record is written: the record becomes the global one
+                # and they agree on stopping at this very step (a signal waits up to --log-every steps).
+                logged = pos.global_step % cfg.log_every == 0
+                meet = dist.meets(pos.global_step, cfg.log_every)
                 agreed = dist.sync_step(r, stop.signum) if meet else 0
                 stop.signum = stop.signum or agreed
                 if dist.is_main and logged:
