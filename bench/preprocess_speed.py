@@ -29,6 +29,7 @@ def lined_photo(digit: np.ndarray, rng, width: int, height: int) -> bytes:
 def uploads(n: int) -> dict[str, list[bytes]]:
     """n encoded pictures of each kind, made from MNIST digits by the test suite's generators."""
     from tests.images import as_upload, encode
+    from tests.pages import picture
     from tests.uploads import canvas_drawing, phone_photo
 
     ds = digits(n, seed=1)
@@ -41,6 +42,8 @@ def uploads(n: int) -> dict[str, list[bytes]]:
         "phone_photo_jpeg": [phone_photo(d, rng) for d in ds],
         "small_png": [encode(as_upload(d)) for d in ds],  # 140x140 grey PNG: a scan or a simple client
         "canvas_rgba_png": [canvas_drawing(d, rng) for d in ds],
+        # A sheet lying on a darker desk (tests/pages.py): found, turned upright and cut out (serve/page.py).
+        "desk_photo_jpeg": [picture("desk_single", i, ds, np.zeros(len(ds), int)).data for i in range(n)],
     }
 
 

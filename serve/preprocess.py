@@ -3,7 +3,8 @@
 Real uploads are photos, scans and canvas drawings: dark ink on light paper, any size, the digit
 anywhere, often on ruled or squared paper, sometimes a whole number. MNIST is light ink on black,
 size-normalized into a 20x20 box and centred by centre of mass in 28x28. Each step is a pure
-function: decode -> to_gray -> ink_mask (serve/ink.py) -> segment (serve/segment.py) -> one
+function: decode -> to_gray -> (a sheet lying on a desk cut out upright: serve/page.py) ->
+ink_mask (serve/ink.py) -> segment (serve/segment.py) -> one
 model input per digit; `read` returns them all (POST /read), `prepare` the one digit /predict
 and the KServe image_bytes input classify.
 """
@@ -20,6 +21,7 @@ from PIL import Image, ImageOps, ImageStat
 
 from serve.errors import BadImage, NoDigit, SeveralDigits, TooLarge, TooManyDigits, UnsupportedType
 from serve.ink import Ink, ink_mask, plain_opencv
+from serve.page import box_on_picture, find_page, on_page
 from serve.segment import Segment, favoured, merge, segment
 
 # Allowed formats, recognised by their magic bytes before any decoder runs. PNG covers canvas
@@ -263,7 +265,15 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     rather than a column of digits.
     """
     plain_opencv()
-    light = 255 - gray if is_dark_on_light(gray) else gray
+    width, height = size or (gray.shape[1], gray.shape[0])
+    dark_on_light = is_dark_on_light(gray)
+    page = None if dark_on_light else find_page(gray)  # a sheet on a dark desk: its border misleads
+    if page is not None:
+        # The sheet is read upright: its ruling level, its digits as written; boxes are mapped back.
+        scale = (width / gray.shape[1], height / gray.shape[0])
+        gray, to_picture = on_page(gray, page)
+        width, height, dark_on_light = gray.shape[1], gray.shape[0], True
+    light = 255 - gray if dark_on_light else gray
     work = light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
     ink = ink_mask(work)
     segments = segment(ink.mask, alternatives=not one)
@@ -273,12 +283,15 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
         segments = [merge(segments)]
     if len(favoured(segments)) > max_digits:
         raise TooManyDigits(f"the picture holds more than {max_digits} digits; the limit is {max_digits}")
-    width, height = size or (gray.shape[1], gray.shape[0])
     sx, sy = width / work.shape[1], height / work.shape[0]
     out = []
     for seg in segments:
         x, y, w, h = seg.box
-        box = (int(x * sx), int(y * sy), max(1, round(w * sx)), max(1, round(h * sy)))
+        if page is None:
+            box = (int(x * sx), int(y * sy), max(1, round(w * sx)), max(1, round(h * sy)))
+        else:
+            bx, by, bw, bh = box_on_picture((x * sx, y * sy, w * sx, h * sy), to_picture)
+            box = (int(bx * scale[0]), int(by * scale[1]), max(1, round(bw * scale[0])), max(1, round(bh * scale[1])))
         p = model_input(digit_ink(ink, seg, light), spec)
         out.append(Digit(tensor=p.tensor, image=p.image, box=box, line=seg.line, choice=seg.choice, option=seg.option))
     return out

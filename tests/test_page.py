@@ -1,0 +1,104 @@
+"""A sheet of paper photographed on a desk (serve/page.py): found, turned upright, read, and
+its boxes mapped back to the photo; light strokes on a dark canvas are never taken for a sheet."""
+import cv2
+import numpy as np
+import pytest
+
+from serve.page import box_on_picture, find_page, on_page, upright_corners
+from serve.preprocess import Spec, read_gray
+from serve.segment import favoured
+from train.mnist import MEAN, STD
+from train.negatives import digit_ink
+
+SPEC = Spec(mean=MEAN, std=STD)
+
+
+def desk_photo(digits, angle: float, size=(900, 640), sheet=(520, 360), desk=60, paper=225):
+    """(gray picture, sheet corners, digit centres): a sheet turned by `angle` degrees lying on a
+    desk, with the digits written along its middle, upright on the sheet."""
+    w, h = sheet
+    page = np.full((h, w), paper, np.float32)
+    centres, x = [], 80
+    for d in digits:
+        ink = digit_ink(d, 110)
+        y = (h - ink.shape[0]) // 2
+        region = page[y : y + ink.shape[0], x : x + ink.shape[1]]
+        region[:] = region * (1 - ink) + 30 * ink
+        centres.append((x + ink.shape[1] / 2, y + ink.shape[0] / 2))
+        x += ink.shape[1] + 40
+    W, H = size
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)  # about the sheet's centre ...
+    turn[:, 2] += (W / 2 - w / 2, H / 2 - h / 2)  # ... put in the middle of the photo
+    photo = cv2.warpAffine(page, turn, (W, H), flags=cv2.INTER_LINEAR, borderValue=-1)
+    photo = np.where(photo < 0, desk, photo)
+    rng = np.random.default_rng(0)
+    photo = np.clip(photo + rng.normal(0, 3, photo.shape), 0, 255).astype(np.uint8)
+    move = lambda pts: np.hstack([np.asarray(pts, float).reshape(-1, 2), np.ones((len(pts), 1))]) @ turn.T  # noqa: E731
+    return photo, move([(0, 0), (w, 0), (w, h), (0, h)]), move(centres)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir):
+    from train.mnist import load_split
+
+    test = load_split(mnist_dir, "test")
+    return test.images, test.labels
+
+
+@pytest.mark.parametrize("angle", [-10.0, 0.0, 7.0])
+def test_the_sheet_is_found_where_it_lies(digits, angle):
+    photo, corners, _ = desk_photo(digits[0][:3], angle)
+    page = find_page(photo)
+    assert page is not None
+    assert np.abs(page.corners - corners).max() < 8, (page.corners, corners)  # a few pixels: the search copy is 200 px
+    assert abs(page.paper - 225) <= 6
+
+
+def test_the_sheet_is_read_upright_and_boxes_land_on_the_photo(digits):
+    images, labels = digits
+    photo, _, centres = desk_photo(images[:3], 9.0)
+    page = find_page(photo)
+    sheet, to_picture = on_page(photo, page)
+    # Upright: the sheet's writing runs level, its paper reaches every edge (no desk left).
+    assert sheet.shape[1] > sheet.shape[0] and min(sheet[0].min(), sheet[-1].min(), sheet[:, 0].min(), sheet[:, -1].min()) > 150
+    found = favoured(read_gray(photo, SPEC))  # (a wide "2" is also offered cut in two: the model would choose)
+    assert len(found) == 3
+    for d, (cx, cy) in zip(found, centres):
+        x, y, w, h = d.box
+        assert x <= cx <= x + w and y <= cy <= y + h, (d.box, (cx, cy))
+    # The map back is the inverse of the cut: the cut sheet's middle is the found sheet's middle.
+    bx, by, bw, bh = box_on_picture((sheet.shape[1] / 2, sheet.shape[0] / 2, 0, 0), to_picture)
+    assert np.hypot(bx - page.corners[:, 0].mean(), by - page.corners[:, 1].mean()) < 1 and bw == bh == 0
+
+
+def test_boxes_are_given_in_the_uploaded_pictures_pixels(digits):
+    photo, _, centres = desk_photo(digits[0][:2], -6.0)
+    found = favoured(read_gray(cv2.resize(photo, (450, 320), interpolation=cv2.INTER_AREA), SPEC, size=(900, 640)))
+    assert len(found) == 2
+    for d, (cx, cy) in zip(found, centres):
+        x, y, w, h = d.box
+        assert x <= cx <= x + w and y <= cy <= y + h, (d.box, (cx, cy))
+
+
+def test_light_strokes_on_a_dark_canvas_are_not_a_sheet(digits):
+    images, labels = digits
+    for img in images[:300]:  # MNIST itself: light ink on black
+        assert find_page(img) is None
+        big = cv2.resize(img, (280, 280), interpolation=cv2.INTER_LINEAR)
+        assert find_page(big) is None
+    ones = images[labels == 1][:50]  # a bold "1" is a bright bar: no sheet (too narrow, nothing written on it)
+    assert all(find_page(cv2.dilate(cv2.resize(one, (280, 280)), np.ones((15, 15), np.uint8))) is None for one in ones)
+
+
+def test_no_sheet_without_a_desk_or_without_writing(digits):
+    photo, _, _ = desk_photo(digits[0][:1], 0.0, size=(540, 380), sheet=(540, 380))  # the sheet fills the photo
+    assert find_page(photo) is None
+    blank, _, _ = desk_photo([], 5.0)
+    assert find_page(blank) is None
+
+
+def test_corners_come_in_reading_order_for_any_turn_under_45_degrees():
+    for angle in (-44, -20, -3, 0, 3, 20, 44):
+        for w, h in ((400, 100), (100, 400), (200, 200)):
+            tl, tr, br, bl = upright_corners(cv2.boxPoints(((300, 300), (w, h), angle)))
+            assert tl[0] < tr[0] and bl[0] < br[0] and tl[1] < bl[1] and tr[1] < br[1], (angle, w, h)
