@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, ImageStat
 
 from serve.errors import BadImage, NoDigit, SeveralDigits, TooLarge, TooManyDigits, UnsupportedType
 from serve.ink import Ink, ink_mask, plain_opencv
-from serve.page import box_on_picture, find_page, on_page
+from serve.page import PAGE_BORDER, PAGE_CONTRAST, box_on_picture, chain, find_page, levelled, on_page, ruling_tilt
 from serve.segment import Segment, favoured, merge, segment
 
 # Allowed formats, recognised by their magic bytes before any decoder runs. PNG covers canvas
@@ -148,8 +148,16 @@ def shrink(gray: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
 
 def is_dark_on_light(gray: np.ndarray) -> bool:
     """Paper is what dominates the image border: light paper means dark ink, the usual upload."""
+    return border_paper(gray)[0]
+
+
+def border_paper(gray: np.ndarray) -> tuple[bool, bool]:
+    """(dark on light, darker somewhere): whether the border's middle grey is light (paper, so
+    dark ink), and whether a stretch of it is much darker than that (serve/page.py's sheet on a
+    desk may then show at a side or two)."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return percentile(border, 50) > 127
+    middle = percentile(border, 50)
+    return middle > 127, np.count_nonzero(border < middle - PAGE_CONTRAST) >= PAGE_BORDER * border.size
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -266,16 +274,24 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     """
     plain_opencv()
     width, height = size or (gray.shape[1], gray.shape[0])
-    dark_on_light = is_dark_on_light(gray)
-    page = None if dark_on_light else find_page(gray)  # a sheet on a dark desk: its border misleads
+    dark_on_light, darker_stretch = border_paper(gray)
+    scale, to_picture = (width / gray.shape[1], height / gray.shape[0]), None  # (the boxes' way back)
+    # A sheet on a darker desk: all around it the border misleads; a strip on a side is ink to the rest.
+    page = find_page(gray) if not dark_on_light or darker_stretch else None
     if page is not None:
         # The sheet is read upright: its ruling level, its digits as written; boxes are mapped back.
-        scale = (width / gray.shape[1], height / gray.shape[0])
         gray, to_picture = on_page(gray, page)
-        width, height, dark_on_light = gray.shape[1], gray.shape[0], True
+        dark_on_light = True
     light = 255 - gray if dark_on_light else gray
     work = light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
     ink = ink_mask(work)
+    if tilt := ruling_tilt(ink.mask):  # ruling photographed crooked, left as ink: level it, look again
+        light, back = on_page(light, levelled(light.shape, tilt, int(percentile(work.ravel(), 50))))  # paper in the new corners
+        to_picture = chain(to_picture, back)
+        work = light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
+        ink = ink_mask(work)
+    if to_picture is not None:
+        width, height = light.shape[1], light.shape[0]
     segments = segment(ink.mask, alternatives=not one)
     if not segments:
         raise NoDigit("no digit found: too little ink")
@@ -287,7 +303,7 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     out = []
     for seg in segments:
         x, y, w, h = seg.box
-        if page is None:
+        if to_picture is None:
             box = (int(x * sx), int(y * sy), max(1, round(w * sx)), max(1, round(h * sy)))
         else:
             bx, by, bw, bh = box_on_picture((x * sx, y * sy, w * sx, h * sy), to_picture)

@@ -124,6 +124,24 @@ def single(digits, labels, rng, kind: str) -> Picture:
     return Picture(photograph(sheet, rng), str(label))
 
 
+def crooked(digits, labels, rng) -> Picture:
+    """One digit on ruled, squared or margin-ruled paper that fills the frame, photographed 4-15
+    degrees off level (the other kinds are turned at most 3): its ruling runs visibly downhill."""
+    kind = ("ruled", "squared", "margin")[rng.integers(3)]
+    img, label = _pick(digits, labels, rng)
+    size = int(rng.integers(40, 110))
+    alpha = digit_ink(img, size)
+    h, w = int(size * rng.uniform(1.8, 3.5)), int(size * rng.uniform(1.8, 4))
+    big = paper(rng, 2 * h, 2 * w, kind, size)  # the sheet reaches past the frame whichever way it turns
+    x = w - alpha.shape[1] // 2 + int(rng.uniform(-0.25, 0.25) * (w - size))
+    y = h - alpha.shape[0] // 2 + int(rng.uniform(-0.25, 0.25) * (h - size))
+    put(big, alpha, x, y, PENS[rng.integers(len(PENS))])
+    angle = float(rng.uniform(4, 15) * rng.choice([-1, 1]))
+    turned = Image.fromarray(np.clip(big, 0, 255).astype(np.uint8)).rotate(angle, resample=Image.Resampling.BICUBIC)
+    frame = np.asarray(turned, np.float32)[h // 2 : h // 2 + h, w // 2 : w // 2 + w]
+    return Picture(photograph(frame, rng, tilt=False), str(label))
+
+
 def number(digits, labels, rng, kind: str | None = None, length: int | None = None) -> Picture:
     """A number of 2..8 digits: uneven gaps, sizes and baselines, some digits touching."""
     kind = kind or PAPERS[rng.integers(len(PAPERS))]
@@ -238,6 +256,7 @@ def on_desk(digits, labels, rng, n: int) -> Picture:
 KINDS = {
     "desk_single": lambda ds, ls, rng: on_desk(ds, ls, rng, 1),
     "desk_number": lambda ds, ls, rng: on_desk(ds, ls, rng, int(rng.integers(2, 7))),
+    "single_crooked": crooked,
     "single_blank": lambda ds, ls, rng: single(ds, ls, rng, "blank"),
     "single_ruled": lambda ds, ls, rng: single(ds, ls, rng, "ruled"),
     "single_squared": lambda ds, ls, rng: single(ds, ls, rng, "squared"),
@@ -249,7 +268,7 @@ KINDS = {
 
 # Each kind's own stream of seeds (a kind added later takes a new number: the others' pictures stay).
 KIND_IDS = {"cluttered": 0, "number": 1, "single_blank": 2, "single_margin": 3, "single_ruled": 4, "single_squared": 5,
-            "desk_single": 6, "desk_number": 7}
+            "desk_single": 6, "desk_number": 7, "single_crooked": 8}
 
 
 def picture(kind: str, seed: int, digits: np.ndarray, labels: np.ndarray) -> Picture:

@@ -1,10 +1,11 @@
 """A sheet of paper photographed on a desk (serve/page.py): found, turned upright, read, and
-its boxes mapped back to the photo; light strokes on a dark canvas are never taken for a sheet."""
+its boxes mapped back to the photo; light strokes on a dark canvas are never taken for a sheet.
+Ruling photographed crooked is levelled before the line search."""
 import cv2
 import numpy as np
 import pytest
 
-from serve.page import box_on_picture, find_page, on_page, upright_corners
+from serve.page import box_on_picture, find_page, on_page, ruling_tilt, upright_corners
 from serve.preprocess import Spec, read_gray
 from serve.segment import favoured
 from train.mnist import MEAN, STD
@@ -102,3 +103,42 @@ def test_corners_come_in_reading_order_for_any_turn_under_45_degrees():
         for w, h in ((400, 100), (100, 400), (200, 200)):
             tl, tr, br, bl = upright_corners(cv2.boxPoints(((300, 300), (w, h), angle)))
             assert tl[0] < tr[0] and bl[0] < br[0] and tl[1] < bl[1] and tr[1] < br[1], (angle, w, h)
+
+
+def ruled_photo(digit, angle: float, size=(420, 300), unit=60):
+    """(gray picture, digit centre): one digit on ruled paper that fills the frame, photographed
+    `angle` degrees off level (the sheet turned about the frame's centre)."""
+    w, h = size
+    sheet = np.full((2 * h, 2 * w), 235, np.float32)
+    for y in range(7, 2 * h, unit):
+        sheet[y : y + 2] = 150
+    ink = digit_ink(digit, 100)
+    x0, y0 = w - ink.shape[1] // 2 + 40, h - ink.shape[0] // 2
+    region = sheet[y0 : y0 + ink.shape[0], x0 : x0 + ink.shape[1]]
+    region[:] = region * (1 - ink) + 30 * ink
+    turn = cv2.getRotationMatrix2D((w, h), angle, 1.0)
+    turn[:, 2] -= (w / 2, h / 2)  # the frame is the middle of the turned sheet
+    photo = cv2.warpAffine(sheet, turn, (w, h), flags=cv2.INTER_LINEAR)
+    centre = turn @ np.array([x0 + ink.shape[1] / 2, y0 + ink.shape[0] / 2, 1.0])
+    return np.clip(photo, 0, 255).astype(np.uint8), centre
+
+
+@pytest.mark.parametrize("angle", [-12.0, -6.0, 9.0])
+def test_crooked_ruling_is_found_and_levelled(digits, angle):
+    images, labels = digits
+    photo, (cx, cy) = ruled_photo(images[0], angle)
+    mask = (255 - photo) > 60  # the ink and the ruling, as the ink search would first see them
+    tilt = ruling_tilt(mask)
+    assert abs(tilt + angle) <= 1.0, tilt  # cv2 turns counter-clockwise: the lines run down by -angle
+    (found,) = favoured(read_gray(photo, SPEC))  # one digit: the ruling is taken out once level
+    x, y, w, h = found.box
+    assert x <= cx <= x + w and y <= cy <= y + h and h < 130, (found.box, (cx, cy))  # on the photo, the digit's own size
+
+
+def test_level_or_lone_ink_has_no_tilt(digits):
+    images, _ = digits
+    level, _ = ruled_photo(images[0], 1.0)  # the line search follows this itself
+    assert ruling_tilt((255 - level) > 60) == 0.0
+    lone = np.zeros((300, 420), bool)
+    lone[100:200, 150:230] = cv2.resize(images[1], (80, 100)) > 100
+    assert ruling_tilt(lone) == 0.0
