@@ -36,7 +36,7 @@ TILT_REACH = 0.7  # ruling is looked for when ink the line search left reaches t
 TILT_VOTES = 0.8  # ... as straight lines crossing this fraction of the width
 TILT_APART = 0.2  # ... two of them at one turn this far apart (fraction of the height), or
 TILT_ALONE = 0.9  # ... one crossing this fraction of the width
-TILT_MIN, TILT_MAX = 3.5, 20.0  # degrees: flatter ruling the line search follows (up to ~3); steeper is not ruling
+TILT_MIN, TILT_MAX = 3.5, 16.0  # degrees: flatter ruling the line search follows (up to ~3); steeper is rarely ruling
 PAGE_MARGIN = 0.01  # the sheet is cut this far inside its outline (fraction of the longest side): its blurred edge
 
 
