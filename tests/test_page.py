@@ -38,6 +38,13 @@ def desk_photo(digits, angle: float, size=(900, 640), sheet=(520, 360), desk=60,
     return photo, move([(0, 0), (w, 0), (w, h), (0, h)]), move(centres)
 
 
+def assert_boxes_hold(boxes, centres):
+    """Each box (x, y, w, h) holds its digit's centre, in order."""
+    assert len(boxes) == len(centres)
+    for (x, y, w, h), (cx, cy) in zip(boxes, centres):
+        assert x <= cx <= x + w and y <= cy <= y + h, ((x, y, w, h), (cx, cy))
+
+
 @pytest.fixture(scope="module")
 def digits(mnist_dir):
     from train.mnist import load_split
@@ -64,9 +71,7 @@ def test_the_sheet_is_read_upright_and_boxes_land_on_the_photo(digits):
     assert sheet.shape[1] > sheet.shape[0] and min(sheet[0].min(), sheet[-1].min(), sheet[:, 0].min(), sheet[:, -1].min()) > 150
     found = favoured(read_gray(photo, SPEC))  # (a wide "2" is also offered cut in two: the model would choose)
     assert len(found) == 3
-    for d, (cx, cy) in zip(found, centres):
-        x, y, w, h = d.box
-        assert x <= cx <= x + w and y <= cy <= y + h, (d.box, (cx, cy))
+    assert_boxes_hold([d.box for d in found], centres)
     # The map back is the inverse of the cut: the cut sheet's middle is the found sheet's middle.
     bx, by, bw, bh = box_on_picture((sheet.shape[1] / 2, sheet.shape[0] / 2, 0, 0), to_picture)
     assert np.hypot(bx - page.corners[:, 0].mean(), by - page.corners[:, 1].mean()) < 1 and bw == bh == 0
@@ -76,9 +81,7 @@ def test_boxes_are_given_in_the_uploaded_pictures_pixels(digits):
     photo, _, centres = desk_photo(digits[0][:2], -6.0)
     found = favoured(read_gray(cv2.resize(photo, (450, 320), interpolation=cv2.INTER_AREA), SPEC, size=(900, 640)))
     assert len(found) == 2
-    for d, (cx, cy) in zip(found, centres):
-        x, y, w, h = d.box
-        assert x <= cx <= x + w and y <= cy <= y + h, (d.box, (cx, cy))
+    assert_boxes_hold([d.box for d in found], centres)
 
 
 def test_light_strokes_on_a_dark_canvas_are_not_a_sheet(digits):
@@ -131,8 +134,8 @@ def test_crooked_ruling_is_found_and_levelled(digits, angle):
     tilt = ruling_tilt(mask)
     assert abs(tilt + angle) <= 1.0, tilt  # cv2 turns counter-clockwise: the lines run down by -angle
     (found,) = favoured(read_gray(photo, SPEC))  # one digit: the ruling is taken out once level
-    x, y, w, h = found.box
-    assert x <= cx <= x + w and y <= cy <= y + h and h < 130, (found.box, (cx, cy))  # on the photo, the digit's own size
+    assert_boxes_hold([found.box], [(cx, cy)])
+    assert found.box[3] < 130, found.box  # on the photo, the digit's own size
 
 
 def test_level_or_lone_ink_has_no_tilt(digits):

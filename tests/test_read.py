@@ -96,15 +96,13 @@ def test_big_jpeg_boxes_are_in_full_size_pixels(client, mnist_test):
 def test_a_sheet_photographed_on_a_desk_is_read_with_boxes_on_the_photo(client, mnist_test):
     """The sheet lies turned on a dark desk (serve/page.py reads it upright); the photo is a big
     JPEG, decoded smaller, so the boxes are mapped back through the turn and the scale."""
-    from tests.test_page import desk_photo
+    from tests.test_page import assert_boxes_hold, desk_photo
 
     photo, _, centres = desk_photo(pick(mnist_test, "305"), -8.0, size=(900, 640))
     big = Image.fromarray(photo).resize((1800, 1280), Image.Resampling.BICUBIC).convert("RGB")
     body = client.post("/read", data=encode(big, "JPEG", quality=90), content_type="image/jpeg").json
     assert body["text"] == "305", body
-    for d, (cx, cy) in zip(body["digits"], centres * 2):
-        x, y, w, h = d["box"]
-        assert x <= cx <= x + w and y <= cy <= y + h, (d["box"], (cx, cy))
+    assert_boxes_hold([d["box"] for d in body["digits"]], centres * 2)
     one = Image.fromarray(desk_photo(pick(mnist_test, "7"), 5.0)[0]).convert("RGB")
     answer = client.post("/predict", data=encode(one, "JPEG", quality=90), content_type="image/jpeg").json
     assert answer["digit"] == 7 and not answer["uncertain"], answer
