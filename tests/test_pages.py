@@ -78,6 +78,13 @@ def test_ruling_photographed_crooked_is_levelled_before_it_is_read(setup):
     assert acc >= 0.88
 
 
+def test_a_shadow_across_the_sheet_is_read_at_least_as_now(setup):
+    # A known weakness (77% on /predict, tuning seeds): a floor against reading it worse still.
+    acc = predict_accuracy(setup[0], pictures("single_shadowed", setup))
+    print(f"shadowed: {acc:.3f}")
+    assert acc >= 0.68
+
+
 def test_generators_are_seeded_and_hold_what_they_say(setup):
     _, images, labels = setup
     for kind in KINDS:
