@@ -146,15 +146,10 @@ def shrink(gray: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
     return cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
 
 
-def is_dark_on_light(gray: np.ndarray) -> bool:
-    """Paper is what dominates the image border: light paper means dark ink, the usual upload."""
-    return border_paper(gray)[0]
-
-
 def border_paper(gray: np.ndarray) -> tuple[bool, bool]:
-    """(dark on light, darker somewhere): whether the border's middle grey is light (paper, so
-    dark ink), and whether a stretch of it is much darker than that (serve/page.py's sheet on a
-    desk may then show at a side or two)."""
+    """(dark on light, darker somewhere): paper is what dominates the image border, so a light
+    middle grey there means dark ink, the usual upload; and whether a stretch of the border is much
+    darker than that (serve/page.py's sheet on a desk may then show at a side or two)."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     middle = percentile(border, 50)
     return middle > 127, np.count_nonzero(border < middle - PAGE_CONTRAST) >= PAGE_BORDER * border.size
@@ -260,6 +255,11 @@ def model_input(crop: np.ndarray, spec: Spec) -> Prepared:
     return Prepared(tensor=normalize(image, spec), image=image)
 
 
+def searched_copy(light: np.ndarray) -> np.ndarray:
+    """The copy of the picture its ink is searched on: at most READ_SIZE long, unless only a little longer."""
+    return light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
+
+
 def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
               max_digits: int = MAX_DIGITS, one: bool = False) -> list[Digit]:
     """A grayscale picture (any polarity, any size) -> its digits in reading order, with each
@@ -283,12 +283,12 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
         gray, to_picture = on_page(gray, page)
         dark_on_light = True
     light = 255 - gray if dark_on_light else gray
-    work = light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
+    work = searched_copy(light)
     ink = ink_mask(work)
     if tilt := ruling_tilt(ink.mask):  # ruling photographed crooked, left as ink: level it, look again
         light, back = on_page(light, levelled(light.shape, tilt, int(percentile(work.ravel(), 50))))  # paper in the new corners
         to_picture = chain(to_picture, back)
-        work = light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
+        work = searched_copy(light)
         ink = ink_mask(work)
     if to_picture is not None:
         width, height = light.shape[1], light.shape[0]

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from serve.errors import BadImage, NoDigit, TooLarge, UnsupportedType
-from serve.preprocess import (Limits, Spec, centre_by_mass, decode, fit_box, is_dark_on_light, normalize, prepare,
+from serve.preprocess import (Limits, Spec, border_paper, centre_by_mass, decode, fit_box, normalize, prepare,
                               percentile, prepare_gray, sniff_format, stroke_width, to_gray)
 from tests.images import encode
 from tests.uploads import KINDS
@@ -70,8 +70,8 @@ def test_decompression_bomb_is_refused_before_decoding():
 def test_polarity_is_detected_from_the_paper():
     page = np.full((50, 50), 230, np.uint8)
     page[20:30, 20:30] = 20
-    assert is_dark_on_light(page)
-    assert not is_dark_on_light(255 - page)
+    assert border_paper(page)[0]
+    assert not border_paper(255 - page)[0]
 
 
 def test_mnist_digit_passes_through_nearly_unchanged(digits):
