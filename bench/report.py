@@ -128,8 +128,8 @@ def markdown(result: dict) -> str:
                 continue
             st = r["stages_median_ms"]
             rows.append([kind, r["pixels_median"], r["bytes_median"], r["total"]["median_ms"], r["total"]["p99_ms"],
-                         st["decode"], st["to_gray"], st["prepare_gray"], r["images_per_s_one_core"]])
-        lines += _table(["upload", "pixels", "bytes", "median ms", "p99 ms", "decode ms", "to_gray ms", "prepare ms", "images/s"], rows)
+                         st["decode"], st["to_gray"], st["preprocess"], r["images_per_s_one_core"]])
+        lines += _table(["upload", "pixels", "bytes", "median ms", "p99 ms", "decode ms", "to_gray ms", "preprocess ms", "images/s"], rows)
 
     if "app" in sec and "error" not in sec["app"]:
         lines += ["## One request's CPU time, in-process (Flask test client, one core, medians in ms)", ""]
