@@ -68,8 +68,12 @@ def background(light: np.ndarray, window: int) -> np.ndarray:
     small = cv2.resize(light, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA) if f > 1 else light
     k = max(3, window // f) | 1
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-    opened = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
-    opened = cv2.blur(opened, (max(1, k // 2) | 1,) * 2)
+    # The paper is taken to go on past the frame for a window as it is at the edge: a shadow that
+    # reaches the edge only as a sliver or a corner's wedge is then paper in shade, not ink. A stroke
+    # crossing the edge stays as narrow as it was, and ink; one lying along the very edge is lost.
+    padded = cv2.copyMakeBorder(small, k, k, k, k, cv2.BORDER_REPLICATE)
+    opened = cv2.morphologyEx(padded, cv2.MORPH_OPEN, kernel)  # (beyond the padding: ignored)
+    opened = cv2.blur(opened, (max(1, k // 2) | 1,) * 2)[k:-k, k:-k]
     return cv2.resize(opened, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else opened
 
 

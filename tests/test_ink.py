@@ -20,6 +20,28 @@ def test_darkness_ignores_a_light_fall_off():
     assert darkness[:, :150].max() < 20 and darkness[:, 250:].max() < 20
 
 
+@pytest.mark.parametrize("shade", ["corner", "sliver"])
+def test_a_shadow_reaching_the_edge_narrowly_is_paper_not_ink(shade):
+    # A shadow's wedge in a corner, or a sliver along a side, is narrower than the paper-level
+    # window: the paper is taken to go on past the frame as at its edge, so the shade stays paper.
+    yy, xx = np.mgrid[0:300, 0:400]
+    edge = (90 - (xx + yy)) / np.sqrt(2) if shade == "corner" else (yy - 280.0)  # pixels into the shade
+    shaded = 1 / (1 + np.exp(-edge / 3))  # a penumbra a few pixels wide, as a real shadow's
+    light = sheet() + 90 * shaded  # (light-ink polarity: a shadow makes the paper lighter here)
+    light[100:200, 180:190] += 150  # one stroke
+    ink = ink_mask(light.astype(np.uint8))
+    assert not ink.mask[shaded > 0.05].any()
+    assert ink.mask[100:200, 181:189].all()
+
+
+def test_a_stroke_crossing_the_edge_stays_ink():
+    light = sheet()
+    light[0:150, 200:210] += 150  # a stroke that enters from the top, cut by the frame
+    light[40:48, 0:120] += 150  # and one from the left
+    ink = ink_mask(light)
+    assert ink.mask[0:149, 201:209].all() and ink.mask[41:47, 0:119].all()
+
+
 def test_blank_paper_and_faint_texture_are_no_digit():
     rng = np.random.default_rng(0)
     for light in (sheet(), (sheet() + rng.normal(0, 3, (300, 400))).clip(0, 255).astype(np.uint8)):
