@@ -37,6 +37,7 @@ TILT_VOTES = 0.8  # ... as straight lines crossing this fraction of the width
 TILT_APART = 0.2  # ... two of them at one turn this far apart (fraction of the height), or
 TILT_ALONE = 0.9  # ... one crossing this fraction of the width
 TILT_MIN, TILT_MAX = 3.5, 16.0  # degrees: flatter ruling the line search follows (up to ~3); steeper is rarely ruling
+PAGE_WRITING = 0.002  # writing covers at least this share of paper (a small digit on a large page: ~0.5%)
 PAGE_MARGIN = 0.01  # the sheet is cut this far inside its outline (fraction of the longest side): its blurred edge
 
 
@@ -86,6 +87,8 @@ def find_page(gray: np.ndarray) -> Page | None:
     if np.count_nonzero(sheet & ~inside) > PAGE_OUTSIDE * area:
         # Too little of the sheet's own edges shows to say how it lies (a corner or two of a sheet
         # larger than the frame): it is cut out as it stands, the desk painted over as paper.
+        if writing_on(small[~sheet], float(np.median(small[~sheet]))):
+            return None  # a shadow across the paper, not a desk: the digit may lie in it
         x, y, bw, bh = cv2.boundingRect(outline)
         corners = np.float32([(x, y), (x + bw, y), (x + bw, y + bh), (x, y + bh)])
         desk = ~sheet
@@ -100,6 +103,14 @@ def find_page(gray: np.ndarray) -> Page | None:
     rim = int(round(PAGE_MARGIN * max(h, w) + 2 / f)) + 1
     return Page(corners=(corners / f).astype(np.float32), paper=int(np.median(small[light & sheet])), rim=rim,
                 desk=desk)
+
+
+def writing_on(values: np.ndarray, paper: float) -> bool:
+    """Whether grey levels of paper at level `paper` hold writing: values much darker than it (at
+    most half of it, and PAGE_CONTRAST below) on at least PAGE_WRITING of them. A desk, its grain
+    and noise, has none; paper in a shadow keeps the pen darker still."""
+    below = min(paper - PAGE_CONTRAST, paper / 2)
+    return below > 0 and np.count_nonzero(values < below) >= PAGE_WRITING * values.size
 
 
 def edge_step(small: np.ndarray, sheet: np.ndarray) -> float:

@@ -21,7 +21,8 @@ from PIL import Image, ImageOps, ImageStat
 
 from serve.errors import BadImage, NoDigit, SeveralDigits, TooLarge, TooManyDigits, UnsupportedType
 from serve.ink import Ink, ink_mask, plain_opencv
-from serve.page import PAGE_BORDER, PAGE_CONTRAST, box_on_picture, chain, find_page, levelled, on_page, ruling_tilt
+from serve.page import (PAGE_BORDER, PAGE_CONTRAST, box_on_picture, chain, find_page, levelled, on_page, ruling_tilt,
+                        writing_on)
 from serve.segment import Segment, favoured, merge, segment
 
 # Allowed formats, recognised by their magic bytes before any decoder runs. PNG covers canvas
@@ -146,13 +147,27 @@ def shrink(gray: np.ndarray, size: int = WORK_SIZE) -> np.ndarray:
     return cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
 
 
+def _border(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """(the picture's outermost pixels, their median): what dominates the border is the paper."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return border, percentile(border, 50)
+
+
 def border_paper(gray: np.ndarray) -> tuple[bool, bool]:
     """(dark on light, darker somewhere): paper is what dominates the image border, so a light
     middle grey there means dark ink, the usual upload; and whether a stretch of the border is much
     darker than that (serve/page.py's sheet on a desk may then show at a side or two)."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    middle = percentile(border, 50)
+    border, middle = _border(gray)
     return middle > 127, np.count_nonzero(border < middle - PAGE_CONTRAST) >= PAGE_BORDER * border.size
+
+
+def shaded_paper(gray: np.ndarray) -> bool:
+    """Whether a dark border is paper in shade or dim light rather than a dark canvas: there is
+    writing much darker than it on the picture (serve/page.py's `writing_on`). A canvas for light
+    strokes is the darkest thing on its picture; a shadow across a sheet, or a photo taken in poor
+    light, leaves the pen darker still."""
+    step = -(-max(gray.shape) // READ_SIZE)  # a strided look is enough to count a share of the pixels
+    return writing_on(gray[::step, ::step], _border(gray)[1])
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -282,6 +297,8 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
         # The sheet is read upright: its ruling level, its digits as written; boxes are mapped back.
         gray, to_picture = on_page(gray, page)
         dark_on_light = True
+    elif not dark_on_light:
+        dark_on_light = shaded_paper(gray)
     light = 255 - gray if dark_on_light else gray
     work = searched_copy(light)
     ink = ink_mask(work)

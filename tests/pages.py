@@ -109,8 +109,8 @@ def _pick(digits: np.ndarray, labels: np.ndarray, rng) -> tuple[np.ndarray, int]
     return digits[i], int(labels[i])
 
 
-def single(digits, labels, rng, kind: str) -> Picture:
-    """One digit on a sheet of `kind` paper, anywhere but on the margin."""
+def single(digits, labels, rng, kind: str, light: float = 1.0) -> Picture:
+    """One digit on a sheet of `kind` paper, anywhere but on the margin, lit at `light` of full."""
     img, label = _pick(digits, labels, rng)
     size = int(rng.integers(40, 130))
     alpha = digit_ink(img, size)
@@ -121,7 +121,14 @@ def single(digits, labels, rng, kind: str) -> Picture:
     x = int(rng.integers(left, max(left + 1, w - alpha.shape[1] - edge_x)))
     y = int(rng.integers(edge_y, max(edge_y + 1, h - size - edge_y)))
     put(sheet, alpha, x, y, PENS[rng.integers(len(PENS))])
-    return Picture(photograph(sheet, rng), str(label))
+    return Picture(photograph(sheet * light, rng), str(label))
+
+
+def dim(digits, labels, rng) -> Picture:
+    """One digit on paper of any kind photographed in poor light (a dim room, no flash): the whole
+    scene at 25-55% of the light, the paper a dark grey."""
+    kind = PAPERS[rng.integers(len(PAPERS))]
+    return single(digits, labels, rng, kind, light=float(rng.uniform(0.25, 0.55)))
 
 
 def crooked(digits, labels, rng) -> Picture:
@@ -279,6 +286,7 @@ KINDS = {
     "desk_number": lambda ds, ls, rng: on_desk(ds, ls, rng, int(rng.integers(2, 7))),
     "single_crooked": crooked,
     "single_shadowed": shadowed,
+    "single_dim": dim,
     "single_blank": lambda ds, ls, rng: single(ds, ls, rng, "blank"),
     "single_ruled": lambda ds, ls, rng: single(ds, ls, rng, "ruled"),
     "single_squared": lambda ds, ls, rng: single(ds, ls, rng, "squared"),
@@ -290,7 +298,7 @@ KINDS = {
 
 # Each kind's own stream of seeds (a kind added later takes a new number: the others' pictures stay).
 KIND_IDS = {"cluttered": 0, "number": 1, "single_blank": 2, "single_margin": 3, "single_ruled": 4, "single_squared": 5,
-            "desk_single": 6, "desk_number": 7, "single_crooked": 8, "single_shadowed": 9}
+            "desk_single": 6, "desk_number": 7, "single_crooked": 8, "single_shadowed": 9, "single_dim": 10}
 
 
 def picture(kind: str, seed: int, digits: np.ndarray, labels: np.ndarray) -> Picture:

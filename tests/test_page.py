@@ -1,12 +1,13 @@
 """A sheet of paper photographed on a desk (serve/page.py): found, turned upright, read, and
 its boxes mapped back to the photo; light strokes on a dark canvas are never taken for a sheet.
-Ruling photographed crooked is levelled before the line search."""
+Ruling photographed crooked is levelled before the line search. A shadow across the sheet is
+paper in shade: neither a dark canvas nor a desk."""
 import cv2
 import numpy as np
 import pytest
 
-from serve.page import box_on_picture, find_page, on_page, ruling_tilt, upright_corners
-from serve.preprocess import Spec, read_gray
+from serve.page import box_on_picture, find_page, on_page, ruling_tilt, upright_corners, writing_on
+from serve.preprocess import Spec, border_paper, read_gray, shaded_paper
 from serve.segment import favoured
 from train.mnist import MEAN, STD
 from train.negatives import digit_ink
@@ -145,3 +146,80 @@ def test_level_or_lone_ink_has_no_tilt(digits):
     lone = np.zeros((300, 420), bool)
     lone[100:200, 150:230] = cv2.resize(images[1], (80, 100)) > 100
     assert ruling_tilt(lone) == 0.0
+
+
+def shaded_photo(digit, shade: str, size=(420, 300), paper=225.0, dim=0.5):
+    """(gray picture, the same unshaded, digit centre): one digit on a sheet that fills the frame,
+    in a shadow (`dim` of the light, its penumbra ~30 pixels wide) over the lower two thirds ("most",
+    the digit in the middle) or over the bottom right corner ("corner", the digit near it)."""
+    w, h = size
+    page = np.full((h, w), paper, np.float32)
+    ink = digit_ink(digit, 100)
+    cx, cy = (w / 2, h / 2 + 20) if shade == "most" else (0.72 * w, 0.68 * h)
+    x0, y0 = int(cx - ink.shape[1] / 2), int(cy - ink.shape[0] / 2)
+    region = page[y0 : y0 + ink.shape[0], x0 : x0 + ink.shape[1]]
+    region[:] = region * (1 - ink) + 30 * ink
+    yy, xx = np.mgrid[0:h, 0:w]
+    into = (yy - h / 3.0) if shade == "most" else (xx + yy - (cx + cy - 70)) / np.sqrt(2)  # pixels into the shade
+    shadow = 1 - (1 - dim) / (1 + np.exp(-into / 8))
+    as_u8 = lambda a: np.clip(a, 0, 255).astype(np.uint8)  # noqa: E731
+    return as_u8(page * shadow), as_u8(page), (x0 + ink.shape[1] / 2, y0 + ink.shape[0] / 2)
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+
+def test_a_shadow_over_most_of_the_border_is_paper_in_shade(digits):
+    images, _ = digits
+    photo, plain, centre = shaded_photo(images[0], "most")
+    assert not border_paper(photo)[0]  # the border alone says: a dark canvas
+    assert shaded_paper(photo)  # ... but the pen is darker still
+    (found,) = favoured(read_gray(photo, SPEC))
+    assert_boxes_hold([found.box], [centre])
+    (unshaded,) = favoured(read_gray(plain, SPEC))
+    assert correlation(found.image, unshaded.image) > 0.9
+
+
+def test_light_strokes_on_a_dark_canvas_are_not_paper_in_shade(digits):
+    images, _ = digits
+    for img in images[:300]:  # MNIST itself, and upscaled with a little noise: nothing is darker than its canvas
+        assert not shaded_paper(img)
+        big = cv2.resize(img, (280, 280), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        noisy = np.clip(big + np.random.default_rng(0).normal(0, 3, big.shape), 0, 255).astype(np.uint8)
+        assert not shaded_paper(noisy)
+    board = np.where(cv2.resize(images[1], (280, 280)) > 100, 230, 80).astype(np.uint8)  # chalk on a grey board
+    assert not shaded_paper(board)
+
+
+def test_a_shadow_over_a_corner_is_not_a_desk(digits):
+    images, _ = digits
+    photo, plain, centre = shaded_photo(images[2], "corner")
+    assert border_paper(photo) == (True, True)  # light paper, a stretch of it much darker: searched for a sheet
+    assert find_page(photo) is None  # the "desk" has writing on it: paper in shade
+    (found,) = favoured(read_gray(photo, SPEC))
+    assert_boxes_hold([found.box], [centre])
+    (unshaded,) = favoured(read_gray(plain, SPEC))
+    assert correlation(found.image, unshaded.image) > 0.9
+
+
+@pytest.mark.parametrize("seed", [24, 38, 109])
+def test_the_lit_part_of_a_shaded_sheet_is_not_a_sheet_on_a_desk(digits, seed):
+    # tests/pages.py's shadowed pictures where the lit part, its edge straight, was once cut out as a
+    # sheet whose lie was unknown and the shade painted over as desk, with the digit in it.
+    from serve.preprocess import Limits, decode, to_gray
+    from tests.pages import picture
+
+    gray = to_gray(decode(picture("single_shadowed", seed, *digits).data, Limits()))
+    assert find_page(gray) is None
+    assert len(favoured(read_gray(gray, SPEC))) == 1
+
+
+def test_writing_is_ink_much_darker_than_its_paper():
+    rng = np.random.default_rng(0)
+    desk = np.clip(70 + 12 * np.sin(np.arange(4000) / 7.0) + rng.normal(0, 4, 4000), 0, 255)  # grain and noise
+    assert not writing_on(desk, float(np.median(desk)))
+    shade = desk.copy()
+    shade[:40] = 20  # 1% of it written on, at under half its level
+    assert writing_on(shade, float(np.median(shade)))
+    assert not writing_on(np.full(4000, 30.0), 30.0)  # too dark to write on: nothing is 40 levels below it

@@ -78,11 +78,19 @@ def test_ruling_photographed_crooked_is_levelled_before_it_is_read(setup):
     assert acc >= 0.88
 
 
-def test_a_shadow_across_the_sheet_is_read_at_least_as_now(setup):
-    # A known weakness (77% on /predict, tuning seeds): a floor against reading it worse still.
+def test_a_shadow_across_the_sheet_is_read_as_paper_in_shade(setup):
+    # Before: 77% on /predict (tuning seeds). A shadow over most of the border made the picture a
+    # dark canvas, its wedges at the frame's edge were ink, its lit part was cut out as a sheet.
     acc = predict_accuracy(setup[0], pictures("single_shadowed", setup))
     print(f"shadowed: {acc:.3f}")
-    assert acc >= 0.68
+    assert acc >= 0.93
+
+
+def test_a_photo_taken_in_poor_light_is_dark_ink_on_grey_paper(setup):
+    # Before: 22% on /predict (tuning seeds): paper darker than mid-grey all round was a dark canvas.
+    acc = predict_accuracy(setup[0], pictures("single_dim", setup))
+    print(f"poor light: {acc:.3f}")
+    assert acc >= 0.96
 
 
 def test_generators_are_seeded_and_hold_what_they_say(setup):
