@@ -185,6 +185,14 @@ def levelled(shape: tuple[int, int], tilt: float, paper: int) -> Page:
     return Page(corners=np.float32(corners), paper=paper, rim=0)
 
 
+def with_margin(light: np.ndarray, margin: float, paper: float) -> tuple[np.ndarray, np.ndarray]:
+    """(picture, to_picture): the picture on a sheet `margin` pixels larger on every side, of
+    paper at level `paper`, and the 2x3 map from the larger sheet back to the picture."""
+    m = max(1, int(round(margin)))
+    out = cv2.copyMakeBorder(light, m, m, m, m, cv2.BORDER_CONSTANT, value=int(round(paper)))
+    return out, np.float64([[1, 0, -m], [0, 1, -m]])
+
+
 def chain(first: np.ndarray | None, then: np.ndarray) -> np.ndarray:
     """The 2x3 affine map applying `then` and then `first` (maps back to the picture, innermost last)."""
     if first is None:
@@ -208,6 +216,14 @@ def on_page(gray: np.ndarray, page: Page) -> tuple[np.ndarray, np.ndarray]:
     sheet = cv2.warpAffine(gray, to_sheet, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                            borderValue=page.paper)
     return sheet, cv2.invertAffineTransform(to_sheet)
+
+
+def within(box: tuple[int, int, int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A box (x, y, w, h) cut to a picture of `size` (width, height), at least a pixel each way."""
+    x, y, w, h = box
+    x0, y0 = min(max(x, 0), size[0] - 1), min(max(y, 0), size[1] - 1)
+    x1, y1 = max(min(x + w, size[0]), x0 + 1), max(min(y + h, size[1]), y0 + 1)
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def box_on_picture(box: tuple[float, float, float, float], to_picture: np.ndarray) -> tuple[float, float, float, float]:

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, ImageStat
 from serve.errors import BadImage, NoDigit, SeveralDigits, TooLarge, TooManyDigits, UnsupportedType
 from serve.ink import Ink, ink_mask, plain_opencv
 from serve.page import (PAGE_BORDER, PAGE_CONTRAST, box_on_picture, chain, find_page, levelled, on_page, ruling_tilt,
-                        writing_on)
+                        with_margin, within, writing_on)
 from serve.segment import Segment, favoured, merge, segment
 
 # Allowed formats, recognised by their magic bytes before any decoder runs. PNG covers canvas
@@ -38,6 +38,9 @@ READ_SLACK = 1.3  # a picture up to this much longer is searched as it is: a res
 RECUT_BELOW = 40  # a digit shorter than this on the searched copy is cut again from the full picture
 FRAME = 28
 MAX_DIGITS = 64  # digits per picture that /read answers
+FILL = 0.7  # ink on this fraction of a picture's rows and columns: cropped tight to the digit, if it ...
+FILL_INK = 0.12  # ... and covers this fraction of its pixels (crooked ruling left as ink covers less)
+MARGIN = 0.2  # ... and read with this much paper added on every side (fraction of its longer side)
 STROKE_FRACTION = 0.11  # MNIST strokes are ~2.2 px in the 20 px box; thinner pen strokes are thickened
 
 
@@ -170,6 +173,18 @@ def shaded_paper(gray: np.ndarray) -> bool:
     return writing_on(gray[::step, ::step], _border(gray)[1])
 
 
+def fills_frame(ink: Ink) -> bool:
+    """Whether ink covers FILL of the picture's rows and of its columns and FILL_INK of its pixels,
+    with at most two lines found: a picture cropped tight to its digit. Its strokes are then wide
+    against the paper-level window (a fraction of the picture's shorter side: a tight "1" is hardly
+    wider than its stroke), and the window follows them into the ink, leaving outlines. (The bars
+    of a tight "7" or "2" cross the picture as ruled lines do; a ruled page shows more of them.)"""
+    return (np.count_nonzero(ink.mask.any(1)) >= FILL * ink.mask.shape[0]
+            and np.count_nonzero(ink.mask.any(0)) >= FILL * ink.mask.shape[1]
+            and cv2.countNonZero(ink.mask.view(np.uint8)) >= FILL_INK * ink.mask.size
+            and cv2.connectedComponents(ink.lines.view(np.uint8))[0] <= 3)  # (its background is one)
+
+
 def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width of a binary drawing: twice its area over its perimeter."""
     area = np.count_nonzero(mask)  # (a bool array's sum() is ~8x slower)
@@ -288,7 +303,7 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     rather than a column of digits.
     """
     plain_opencv()
-    width, height = size or (gray.shape[1], gray.shape[0])
+    width, height = upload = size or (gray.shape[1], gray.shape[0])
     dark_on_light, darker_stretch = border_paper(gray)
     scale, to_picture = (width / gray.shape[1], height / gray.shape[0]), None  # (the boxes' way back)
     # A sheet on a darker desk: all around it the border misleads; a strip on a side is ink to the rest.
@@ -304,6 +319,11 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     ink = ink_mask(work)
     if tilt := ruling_tilt(ink.mask):  # ruling photographed crooked, left as ink: level it, look again
         light, back = on_page(light, levelled(light.shape, tilt, int(percentile(work.ravel(), 50))))  # paper in the new corners
+        to_picture = chain(to_picture, back)
+        work = searched_copy(light)
+        ink = ink_mask(work)
+    if to_picture is None and fills_frame(ink):  # cropped tight to the ink: the paper level would follow the strokes
+        light, back = with_margin(light, MARGIN * max(light.shape), _border(light)[1])
         to_picture = chain(to_picture, back)
         work = searched_copy(light)
         ink = ink_mask(work)
@@ -325,6 +345,7 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
         else:
             bx, by, bw, bh = box_on_picture((x * sx, y * sy, w * sx, h * sy), to_picture)
             box = (int(bx * scale[0]), int(by * scale[1]), max(1, round(bw * scale[0])), max(1, round(bh * scale[1])))
+        box = within(box, upload)  # (a segment's box may reach past the ink, a turn carry a corner off)
         p = model_input(digit_ink(ink, seg, light), spec)
         out.append(Digit(tensor=p.tensor, image=p.image, box=box, line=seg.line, choice=seg.choice, option=seg.option))
     return out

@@ -131,6 +131,22 @@ def dim(digits, labels, rng) -> Picture:
     return single(digits, labels, rng, kind, light=float(rng.uniform(0.25, 0.55)))
 
 
+def tight(digits, labels, rng) -> Picture:
+    """One digit on blank, ruled or squared paper, photographed and cropped to its ink with a margin
+    of 0-8% of its size (the user cut the rest away): its strokes reach (nearly) to the edges."""
+    kind = PAPERS[rng.integers(3)]
+    img, label = _pick(digits, labels, rng)
+    size = int(rng.integers(60, 200))
+    alpha = digit_ink(img, size)
+    sheet = paper(rng, alpha.shape[0] * 2, alpha.shape[1] * 2, kind, size)
+    y0, x0 = alpha.shape[0] // 2, alpha.shape[1] // 2
+    put(sheet, alpha, x0, y0, PENS[rng.integers(len(PENS))])
+    ys, xs = np.nonzero(alpha > 0.3)
+    m = [int(rng.uniform(0, 0.08) * size) for _ in range(4)]
+    crop = sheet[max(0, y0 + ys.min() - m[0]) : y0 + ys.max() + 1 + m[1], max(0, x0 + xs.min() - m[2]) : x0 + xs.max() + 1 + m[3]]
+    return Picture(photograph(np.ascontiguousarray(crop), rng, tilt=False), str(label))
+
+
 def crooked(digits, labels, rng) -> Picture:
     """One digit on ruled, squared or margin-ruled paper that fills the frame, photographed 4-15
     degrees off level (the other kinds are turned at most 3): its ruling runs visibly downhill."""
@@ -287,6 +303,7 @@ KINDS = {
     "single_crooked": crooked,
     "single_shadowed": shadowed,
     "single_dim": dim,
+    "single_tight": tight,
     "single_blank": lambda ds, ls, rng: single(ds, ls, rng, "blank"),
     "single_ruled": lambda ds, ls, rng: single(ds, ls, rng, "ruled"),
     "single_squared": lambda ds, ls, rng: single(ds, ls, rng, "squared"),
@@ -298,7 +315,8 @@ KINDS = {
 
 # Each kind's own stream of seeds (a kind added later takes a new number: the others' pictures stay).
 KIND_IDS = {"cluttered": 0, "number": 1, "single_blank": 2, "single_margin": 3, "single_ruled": 4, "single_squared": 5,
-            "desk_single": 6, "desk_number": 7, "single_crooked": 8, "single_shadowed": 9, "single_dim": 10}
+            "desk_single": 6, "desk_number": 7, "single_crooked": 8, "single_shadowed": 9, "single_dim": 10,
+            "single_tight": 11}
 
 
 def picture(kind: str, seed: int, digits: np.ndarray, labels: np.ndarray) -> Picture:

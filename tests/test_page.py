@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from serve.page import box_on_picture, find_page, on_page, ruling_tilt, upright_corners, writing_on
+from serve.page import (box_on_picture, find_page, on_page, ruling_tilt, upright_corners, with_margin, within,
+                        writing_on)
 from serve.preprocess import Spec, border_paper, read_gray, shaded_paper
 from serve.segment import favoured
 from train.mnist import MEAN, STD
@@ -223,3 +224,17 @@ def test_writing_is_ink_much_darker_than_its_paper():
     shade[:40] = 20  # 1% of it written on, at under half its level
     assert writing_on(shade, float(np.median(shade)))
     assert not writing_on(np.full(4000, 30.0), 30.0)  # too dark to write on: nothing is 40 levels below it
+
+
+def test_a_margin_is_paper_round_the_picture_and_maps_back():
+    picture = np.arange(200, dtype=np.uint8).reshape(10, 20)
+    framed, back = with_margin(picture, 3.4, 250)
+    assert framed.shape == (16, 26) and (framed[3:13, 3:23] == picture).all()
+    assert (framed[:3] == 250).all() and (framed[:, -3:] == 250).all()
+    assert np.allclose(box_on_picture((3, 3, 20, 10), back), (0, 0, 20, 10))
+
+
+def test_boxes_are_cut_to_the_picture():
+    assert within((-12, 5, 40, 10), (30, 20)) == (0, 5, 28, 10)
+    assert within((25, 15, 10, 10), (30, 20)) == (25, 15, 5, 5)
+    assert within((40, 30, 5, 5), (30, 20)) == (29, 19, 1, 1)  # wholly off: a pixel at the corner

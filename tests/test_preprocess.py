@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from serve.errors import BadImage, NoDigit, TooLarge, UnsupportedType
+from serve.errors import ApiError, BadImage, NoDigit, TooLarge, UnsupportedType
 from serve.preprocess import (Limits, Spec, border_paper, centre_by_mass, decode, fit_box, normalize, prepare,
-                              percentile, prepare_gray, sniff_format, stroke_width, to_gray)
+                              percentile, prepare_gray, read_gray, sniff_format, stroke_width, to_gray)
 from tests.images import encode
 from tests.uploads import KINDS
 from train.mnist import MEAN, STD
@@ -91,6 +91,30 @@ def test_polarity_scale_and_offset_give_the_same_input(digits):
     assert similarity(out, reference) > 0.8
     cy, cx = centre_of_mass(out)
     assert abs(cy - 14) < 1 and abs(cx - 14) < 1
+
+
+def test_a_digit_cropped_tight_to_its_ink_reads_as_with_a_margin(digits):
+    # Cropped to its ink, a digit's strokes are wide against the paper-level window (a share of the
+    # picture's shorter side) and only their outlines were ink; it is read with paper added round it.
+    images, _ = digits
+    close = []
+    for img in images:
+        ys, xs = np.nonzero(img > 30)
+        crop = 255 - img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        tight = np.asarray(Image.fromarray(crop).resize((crop.shape[1] * 6, crop.shape[0] * 6), Image.Resampling.BICUBIC))
+        page = np.full((tight.shape[0] * 2, tight.shape[1] * 2), 255, np.uint8)
+        page[tight.shape[0] // 2 :, tight.shape[1] // 2 :][: tight.shape[0], : tight.shape[1]] = tight
+        try:
+            found = read_gray(tight, SPEC, one=True)
+            seen = prepare_gray(tight, SPEC).image
+        except ApiError:  # (e.g. a bold digit cropped tight covers over a third of its picture, as texture does)
+            close.append(0.0)
+            continue
+        for d in found:  # boxes on the tight picture: the margin taken off again
+            x, y, w, h = d.box
+            assert x >= 0 and y >= 0 and x + w <= tight.shape[1] and y + h <= tight.shape[0]
+        close.append(similarity(seen, prepare_gray(page, SPEC).image))
+    assert np.mean(np.array(close) > 0.85) >= 0.7, sorted(np.round(close, 2))
 
 
 def test_digit_is_fitted_into_the_20_pixel_box_keeping_aspect():
