@@ -29,6 +29,7 @@ PAGE_INK = 3  # ... and at least this many pixels of ink inside it, on the small
 PAGE_CONTRAST = 40  # grey levels between the paper and the desk around it
 PAGE_BORDER = 0.05  # a light border frames a sheet when at least this fraction of it is desk
 PAGE_CLOSE = 0.04  # ink and ruling narrower than this fraction of the longest side are filled in
+PAGE_EDGE = 0.05  # a rectangle from the sheet's edges narrower than this (fraction of the picture's side) is one edge
 PAGE_OUTSIDE = 0.02  # a rectangle from the sheet's edges that leaves more of it out than this is not its lie
 TILT_FROM = 64  # pixels: smaller pictures hold one digit, not a ruled page (as the line search)
 TILT_SEARCH = 100  # longest side of the copy lines are looked for on (the Hough transform's cost goes with its pixels)
@@ -80,13 +81,15 @@ def find_page(gray: np.ndarray) -> Page | None:
     inside = np.zeros(small.shape, np.uint8)
     cv2.fillConvexPoly(inside, np.round(corners).astype(np.int32), 1)
     inside = inside > 0
+    # One straight edge of a sheet larger than the frame (the desk along a side) makes no rectangle.
+    edge_only = min(rect_sides(corners)) < PAGE_EDGE * min(small.shape)
     # Mostly paper in its rectangle (a digit's strokes, even bold, fill at most an ellipse of theirs).
-    if np.count_nonzero(light & inside) < PAGE_PAPER * np.count_nonzero(inside):
+    if not edge_only and np.count_nonzero(light & inside) < PAGE_PAPER * np.count_nonzero(inside):
         return None
     desk = None
-    if np.count_nonzero(sheet & ~inside) > PAGE_OUTSIDE * area:
-        # Too little of the sheet's own edges shows to say how it lies (a corner or two of a sheet
-        # larger than the frame): it is cut out as it stands, the desk painted over as paper.
+    if edge_only or np.count_nonzero(sheet & ~inside) > PAGE_OUTSIDE * area:
+        # Too little of the sheet's own edges shows to say how it lies (a side, a corner or two of a
+        # sheet larger than the frame): it is cut out as it stands, the desk painted over as paper.
         if writing_on(small[~sheet], float(np.median(small[~sheet]))):
             return None  # a shadow across the paper, not a desk: the digit may lie in it
         x, y, bw, bh = cv2.boundingRect(outline)

@@ -297,7 +297,47 @@ def on_desk(digits, labels, rng, n: int) -> Picture:
     return Picture(photograph(np.asarray(frame, np.float32), rng, tilt=False), "".join(str(lbl) for _, lbl in picks))
 
 
+def close_up(digits, labels, rng, n: int) -> Picture:
+    """n digits on a sheet larger than the frame, photographed close: the frame holds the digits
+    and a little more, with the sheet's edge and the desk beyond it along one side (the sheet
+    turned up to 6 degrees, so the edge runs a little askew)."""
+    kind = PAPERS[rng.integers(len(PAPERS))]
+    size = int(rng.integers(40, 100))
+    picks = [_pick(digits, labels, rng) for _ in range(n)]
+    inks = [digit_ink(img, int(size * rng.uniform(0.9, 1.1))) for img, _ in picks]
+    gaps = [int(size * rng.uniform(0.1, 0.5)) for _ in inks[1:]]
+    width = sum(a.shape[1] for a in inks) + sum(gaps)
+    pw, ph = width + int(size * rng.uniform(2.0, 4.0)), int(size * rng.uniform(3.0, 5.0))
+    sheet = paper(rng, ph, pw, kind, size)
+    x, y = (pw - width) // 2, (ph - size) // 2
+    pen = PENS[rng.integers(len(PENS))]
+    for a, gap in zip(inks, gaps + [0]):
+        put(sheet, a, x, y + int(size * rng.uniform(-0.08, 0.08)), pen)
+        x += a.shape[1] + gap
+    fw, fh = width + int(size * rng.uniform(1.5, 2.5)), int(size * rng.uniform(2.0, 3.0))  # the frame
+    scene = np.asarray(DESKS[rng.integers(len(DESKS))], np.float32) * rng.uniform(0.8, 1.2)
+    scene = np.broadcast_to(scene, (ph + 2 * fh, pw + 2 * fw, 3)) + rng.normal(0, 4, (ph + 2 * fh, pw + 2 * fw, 3)).astype(np.float32)
+    scene[fh : fh + ph, fw : fw + pw] = sheet
+    angle = rng.uniform(-6, 6)
+    turned = np.asarray(Image.fromarray(np.clip(scene, 0, 255).astype(np.uint8)).rotate(
+        float(angle), resample=Image.Resampling.BICUBIC), np.float32)
+    # The frame moved from the digits' middle towards one side, past the sheet's edge there, as
+    # far as the digits stay in it.
+    side = int(rng.integers(4))
+    reach_x, reach_y = (pw - fw) / 2 + rng.uniform(0.1, 0.5) * fw, (ph - fh) / 2 + rng.uniform(0.1, 0.4) * fh
+    dx = (reach_x, -reach_x, 0.0, 0.0)[side]
+    dy = (0.0, 0.0, reach_y, -reach_y)[side]
+    room_x = (fw - width) / 2 - 0.3 * size  # the digits whole in the frame, turned with the sheet
+    room_y = (fh - size) / 2 - 0.3 * size - abs(np.sin(np.radians(angle))) * width / 2
+    dx, dy = float(np.clip(dx, -max(0.0, room_x), max(0.0, room_x))), float(np.clip(dy, -max(0.0, room_y), max(0.0, room_y)))
+    x1, y1 = int(fw + pw / 2 + dx - fw / 2), int(fh + ph / 2 + dy - fh / 2)
+    frame = np.ascontiguousarray(turned[y1 : y1 + fh, x1 : x1 + fw])
+    return Picture(photograph(frame, rng, tilt=False), "".join(str(lbl) for _, lbl in picks))
+
+
 KINDS = {
+    "close_up_single": lambda ds, ls, rng: close_up(ds, ls, rng, 1),
+    "close_up_number": lambda ds, ls, rng: close_up(ds, ls, rng, int(rng.integers(2, 7))),
     "desk_single": lambda ds, ls, rng: on_desk(ds, ls, rng, 1),
     "desk_number": lambda ds, ls, rng: on_desk(ds, ls, rng, int(rng.integers(2, 7))),
     "single_crooked": crooked,
@@ -316,7 +356,7 @@ KINDS = {
 # Each kind's own stream of seeds (a kind added later takes a new number: the others' pictures stay).
 KIND_IDS = {"cluttered": 0, "number": 1, "single_blank": 2, "single_margin": 3, "single_ruled": 4, "single_squared": 5,
             "desk_single": 6, "desk_number": 7, "single_crooked": 8, "single_shadowed": 9, "single_dim": 10,
-            "single_tight": 11}
+            "single_tight": 11, "close_up_single": 12, "close_up_number": 13}
 
 
 def picture(kind: str, seed: int, digits: np.ndarray, labels: np.ndarray) -> Picture:
