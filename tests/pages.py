@@ -260,23 +260,32 @@ def cluttered(digits, labels, rng) -> Picture:
 DESKS = ((70, 45, 30), (110, 75, 45), (45, 45, 50), (25, 25, 28), (60, 70, 90), (95, 90, 85))  # woods, greys, a blue
 
 
-def on_desk(digits, labels, rng, n: int) -> Picture:
-    """n digits written on a sheet of paper that lies on a darker desk, photographed from above:
-    the sheet turned up to 12 degrees, covering a third to most of the frame, now and then cut
-    by the frame's edge, with a soft shadow along one of its sides."""
+def _written(digits, labels, rng, n: int, extra_w: tuple, extra_h: tuple, shift: float) -> tuple:
+    """(sheet, picks, size, width): n digits written in a row across the middle of a sheet of any
+    paper, `extra_w` and `extra_h` digit sizes larger than the row, the row moved sideways by up
+    to `shift` of a digit size; `width` is the row's."""
     kind = PAPERS[rng.integers(len(PAPERS))]
     size = int(rng.integers(40, 100))
     picks = [_pick(digits, labels, rng) for _ in range(n)]
     inks = [digit_ink(img, int(size * rng.uniform(0.9, 1.1))) for img, _ in picks]
     gaps = [int(size * rng.uniform(0.1, 0.5)) for _ in inks[1:]]
     width = sum(a.shape[1] for a in inks) + sum(gaps)
-    pw, ph = width + int(size * rng.uniform(1.0, 3.0)), int(size * rng.uniform(2.0, 4.0))
+    pw, ph = width + int(size * rng.uniform(*extra_w)), int(size * rng.uniform(*extra_h))
     sheet = paper(rng, ph, pw, kind, size)
-    x, y = (pw - width) // 2 + int(size * rng.uniform(-0.3, 0.3)), (ph - size) // 2
+    x, y = (pw - width) // 2 + (int(size * rng.uniform(-shift, shift)) if shift else 0), (ph - size) // 2
     pen = PENS[rng.integers(len(PENS))]
     for a, gap in zip(inks, gaps + [0]):
         put(sheet, a, x, y + int(size * rng.uniform(-0.08, 0.08)), pen)
         x += a.shape[1] + gap
+    return sheet, picks, size, width
+
+
+def on_desk(digits, labels, rng, n: int) -> Picture:
+    """n digits written on a sheet of paper that lies on a darker desk, photographed from above:
+    the sheet turned up to 12 degrees, covering a third to most of the frame, now and then cut
+    by the frame's edge, with a soft shadow along one of its sides."""
+    sheet, picks, size, width = _written(digits, labels, rng, n, (1.0, 3.0), (2.0, 4.0), 0.3)
+    pw, ph = sheet.shape[1], sheet.shape[0]
     # The desk: a colour with a slow grain along one direction and a little noise.
     cover = rng.uniform(0.3, 0.8)  # of the frame's area
     fw, fh = int(pw / np.sqrt(cover)), int(ph / np.sqrt(cover))
@@ -301,19 +310,8 @@ def close_up(digits, labels, rng, n: int) -> Picture:
     """n digits on a sheet larger than the frame, photographed close: the frame holds the digits
     and a little more, with the sheet's edge and the desk beyond it along one side (the sheet
     turned up to 6 degrees, so the edge runs a little askew)."""
-    kind = PAPERS[rng.integers(len(PAPERS))]
-    size = int(rng.integers(40, 100))
-    picks = [_pick(digits, labels, rng) for _ in range(n)]
-    inks = [digit_ink(img, int(size * rng.uniform(0.9, 1.1))) for img, _ in picks]
-    gaps = [int(size * rng.uniform(0.1, 0.5)) for _ in inks[1:]]
-    width = sum(a.shape[1] for a in inks) + sum(gaps)
-    pw, ph = width + int(size * rng.uniform(2.0, 4.0)), int(size * rng.uniform(3.0, 5.0))
-    sheet = paper(rng, ph, pw, kind, size)
-    x, y = (pw - width) // 2, (ph - size) // 2
-    pen = PENS[rng.integers(len(PENS))]
-    for a, gap in zip(inks, gaps + [0]):
-        put(sheet, a, x, y + int(size * rng.uniform(-0.08, 0.08)), pen)
-        x += a.shape[1] + gap
+    sheet, picks, size, width = _written(digits, labels, rng, n, (2.0, 4.0), (3.0, 5.0), 0.0)
+    pw, ph = sheet.shape[1], sheet.shape[0]
     fw, fh = width + int(size * rng.uniform(1.5, 2.5)), int(size * rng.uniform(2.0, 3.0))  # the frame
     scene = np.asarray(DESKS[rng.integers(len(DESKS))], np.float32) * rng.uniform(0.8, 1.2)
     scene = np.broadcast_to(scene, (ph + 2 * fh, pw + 2 * fw, 3)) + rng.normal(0, 4, (ph + 2 * fh, pw + 2 * fw, 3)).astype(np.float32)
