@@ -90,11 +90,11 @@ def find_page(gray: np.ndarray) -> Page | None:
     if edge_only or np.count_nonzero(sheet & ~inside) > PAGE_OUTSIDE * area:
         # Too little of the sheet's own edges shows to say how it lies (a side, a corner or two of a
         # sheet larger than the frame): it is cut out as it stands, the desk painted over as paper.
-        if writing_on(small[~sheet], float(np.median(small[~sheet]))):
+        desk = ~sheet
+        if writing_on(small[desk], float(np.median(small[desk]))):
             return None  # a shadow across the paper, not a desk: the digit may lie in it
         x, y, bw, bh = cv2.boundingRect(outline)
         corners = np.float32([(x, y), (x + bw, y), (x + bw, y + bh), (x, y + bh)])
-        desk = ~sheet
     # A sheet is wide (a light stroke on a dark canvas, a bold "1", is a narrow bar) and has writing on it.
     if min(rect_sides(corners)) < PAGE_SIDE * min(small.shape):
         return None

@@ -285,9 +285,11 @@ def model_input(crop: np.ndarray, spec: Spec) -> Prepared:
     return Prepared(tensor=normalize(image, spec), image=image)
 
 
-def searched_copy(light: np.ndarray) -> np.ndarray:
-    """The copy of the picture its ink is searched on: at most READ_SIZE long, unless only a little longer."""
-    return light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
+def searched(light: np.ndarray) -> tuple[np.ndarray, Ink]:
+    """(work, ink): the copy of the picture its ink is searched on (at most READ_SIZE long, unless
+    only a little longer) and the ink found on it."""
+    work = light if max(light.shape) <= READ_SIZE * READ_SLACK else shrink(light, READ_SIZE)
+    return work, ink_mask(work)
 
 
 def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
@@ -315,18 +317,14 @@ def read_gray(gray: np.ndarray, spec: Spec, size: tuple[int, int] | None = None,
     elif not dark_on_light:
         dark_on_light = shaded_paper(gray)
     light = 255 - gray if dark_on_light else gray
-    work = searched_copy(light)
-    ink = ink_mask(work)
+    work, ink = searched(light)
     if tilt := ruling_tilt(ink.mask):  # ruling photographed crooked, left as ink: level it, look again
         light, back = on_page(light, levelled(light.shape, tilt, int(percentile(work.ravel(), 50))))  # paper in the new corners
         to_picture = chain(to_picture, back)
-        work = searched_copy(light)
-        ink = ink_mask(work)
+        work, ink = searched(light)
     if to_picture is None and fills_frame(ink):  # cropped tight to the ink: the paper level would follow the strokes
-        light, back = with_margin(light, MARGIN * max(light.shape), _border(light)[1])
-        to_picture = chain(to_picture, back)
-        work = searched_copy(light)
-        ink = ink_mask(work)
+        light, to_picture = with_margin(light, MARGIN * max(light.shape), _border(light)[1])
+        work, ink = searched(light)
     if to_picture is not None:
         width, height = light.shape[1], light.shape[0]
     segments = segment(ink.mask, alternatives=not one)
