@@ -10,7 +10,7 @@ The sheet is then turned upright and cut out, so the rest of the pipeline sees a
 ink on it, as usual, its ruling level and its digits as they were written.
 
 A page photographed crooked, desk or not, keeps its ruling at a slope the line search
-(serve/ink.py) does not follow past ~3 degrees: `ruling_tilt` finds it among the ink the search
+(serve/lines.py) does not follow past ~3 degrees: `ruling_tilt` finds it among the ink the search
 left, and the picture is turned level (`levelled`) and searched again.
 """
 from __future__ import annotations

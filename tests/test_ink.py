@@ -1,9 +1,10 @@
-"""serve/ink.py step by step: paper level, threshold, paper lines found and removed, strokes mended."""
+"""serve/ink.py and serve/lines.py step by step: paper level, threshold, paper lines found and removed, strokes mended."""
 import numpy as np
 import pytest
 
 from serve.errors import NoDigit
-from serve.ink import drop_lone_pixels, find_lines, ink_darkness, ink_mask, ink_threshold, noise_floor, remove_lines
+from serve.ink import drop_lone_pixels, ink_darkness, ink_mask, ink_threshold, noise_floor
+from serve.lines import find_lines, remove_lines
 
 
 def sheet(h=300, w=400, paper=40):
@@ -162,7 +163,7 @@ def test_a_dark_margin_line_goes_with_the_faint_ruling():
 
 
 def test_squeeze_sets_a_pixel_where_two_of_its_four_columns_are_set():
-    from serve.ink import squeeze
+    from serve.lines import squeeze
 
     rng = np.random.default_rng(3)
     for w in (4, 7, 125, 126):  # a whole number of groups, and a last group padded with unset columns
@@ -179,7 +180,7 @@ def test_squeeze_sets_a_pixel_where_two_of_its_four_columns_are_set():
 
 
 def test_pixels_are_those_np_nonzero_finds_in_the_same_order():
-    from serve.ink import pixels
+    from serve.lines import pixels
 
     rng = np.random.default_rng(4)
     for mask in (rng.random((40, 33)) > 0.8, (rng.random((5, 6)) > 0.5).astype(np.uint8) * 255,
