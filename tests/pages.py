@@ -1,4 +1,4 @@
-"""Pictures of what people photograph: MNIST test digits on notebook paper, whole numbers, clutter.
+"""Pictures of what people photograph: MNIST test digits on notebook paper and in forms, whole numbers, clutter.
 
 Seeded and made on the fly (never stored): picture `i` of a kind comes from seed (kind, i), so a
 seed range is a fixed set of pictures. Tuning used seeds 0..1999; the README's figures come from
@@ -333,6 +333,48 @@ def close_up(digits, labels, rng, n: int) -> Picture:
     return Picture(photograph(frame, rng, tilt=False), "".join(str(lbl) for _, lbl in picks))
 
 
+FORM_COLOURS = ((30, 30, 35), (80, 80, 85), (150, 150, 155), (40, 70, 160), (120, 150, 210), (215, 110, 90), (230, 150, 120))
+FORM_STYLES = ("boxes", "row", "comb")  # a box per digit apart, boxes sharing their sides, a comb field
+
+
+def form(digits, labels, rng, n: int) -> Picture:
+    """n digits written one per cell of a printed form field: boxes apart, a row of boxes sharing
+    their sides, or a comb (a base line with short teeth between the cells); printed in black,
+    grey, blue or a light "drop-out" red, 1-4 px; the digits jittered in their cells, a big one
+    running over its frame now and then."""
+    style = FORM_STYLES[rng.integers(len(FORM_STYLES))]
+    size = int(rng.integers(40, 90))
+    cw, ch = int(size * rng.uniform(1.1, 1.6)), int(size * rng.uniform(1.1, 1.5))
+    gap = int(size * rng.uniform(0.15, 0.6)) if style == "boxes" else 0
+    pad_x, pad_y = int(size * rng.uniform(0.3, 1.5)), int(size * rng.uniform(0.3, 1.2))
+    w, h = n * cw + (n - 1) * gap + 2 * pad_x, ch + 2 * pad_y
+    sheet = paper(rng, h, w, "blank", size)
+    pil = Image.fromarray(np.clip(sheet, 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(pil)
+    colour, width = FORM_COLOURS[rng.integers(len(FORM_COLOURS))], max(1, int(round(size * rng.uniform(0.012, 0.045))))
+    cells = [(pad_x + i * (cw + gap), pad_y) for i in range(n)]
+    if style == "comb":
+        tooth = int(ch * rng.uniform(0.2, 0.5))
+        d.line((pad_x, pad_y + ch, pad_x + n * cw, pad_y + ch), fill=colour, width=width)
+        for i in range(n + 1):
+            d.line((pad_x + i * cw, pad_y + ch - tooth, pad_x + i * cw, pad_y + ch), fill=colour, width=width)
+    else:
+        for x, y in cells:
+            d.rectangle((x, y, x + cw, y + ch), outline=colour, width=width)
+    sheet = np.asarray(pil, np.float32).copy()
+    pen = PENS[rng.integers(len(PENS))]
+    picks = [_pick(digits, labels, rng) for _ in range(n)]
+    boxes = []
+    for (img, _), (x, y) in zip(picks, cells):
+        a = digit_ink(img, int(ch * rng.uniform(0.6, 0.95)))
+        ax = x + (cw - a.shape[1]) // 2 + int(cw * rng.uniform(-0.1, 0.1))
+        ay = y + (ch - a.shape[0]) // 2 + int(ch * rng.uniform(-0.1, 0.1))
+        put(sheet, a, max(0, ax), max(0, ay), pen)
+        boxes.append((max(0, ax), max(0, ay), a.shape[1], a.shape[0]))
+    data, angle = _photograph(sheet, rng)
+    return Picture(data, "".join(str(lbl) for _, lbl in picks), _turned(boxes, angle, w, h))
+
+
 KINDS = {
     "close_up_single": lambda ds, ls, rng: close_up(ds, ls, rng, 1),
     "close_up_number": lambda ds, ls, rng: close_up(ds, ls, rng, int(rng.integers(2, 7))),
@@ -348,13 +390,16 @@ KINDS = {
     "single_margin": lambda ds, ls, rng: single(ds, ls, rng, "margin"),
     "cluttered": cluttered,
     "number": number,
+    "form_single": lambda ds, ls, rng: form(ds, ls, rng, 1),
+    "form_number": lambda ds, ls, rng: form(ds, ls, rng, int(rng.integers(2, 9))),
 }
 
 
 # Each kind's own stream of seeds (a kind added later takes a new number: the others' pictures stay).
 KIND_IDS = {"cluttered": 0, "number": 1, "single_blank": 2, "single_margin": 3, "single_ruled": 4, "single_squared": 5,
             "desk_single": 6, "desk_number": 7, "single_crooked": 8, "single_shadowed": 9, "single_dim": 10,
-            "single_tight": 11, "close_up_single": 12, "close_up_number": 13}
+            "single_tight": 11, "close_up_single": 12, "close_up_number": 13,
+            "form_single": 14, "form_number": 15}
 
 
 def picture(kind: str, seed: int, digits: np.ndarray, labels: np.ndarray) -> Picture:
@@ -469,12 +514,15 @@ def misses(truth: Picture, found: list | None) -> dict[str, int]:
     return out
 
 
+BOXED_NUMBERS = ("number", "form_number")  # numbers whose generator records each digit's box: misses are told apart
+
+
 def measure(reader: Reader, n: int, seed: int, digits, labels, kinds=None) -> dict:
     """Per kind, on pictures seed..seed+n-1: the figures the issue asks for."""
     out = {}
     for kind in kinds or sorted(KINDS):
         pics = [picture(kind, seed + i, digits, labels) for i in range(n)]
-        if kind == "number":
+        if kind in BOXED_NUMBERS:
             found = [reader.read_digits(p.data) for p in pics]
             texts = [text_of(f) if f else "" for f in found]
             total = sum(len(p.text) for p in pics)
