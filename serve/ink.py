@@ -5,7 +5,8 @@ specks and JPEG noise. Here, on a light-ink-on-dark copy of the picture ("light"
   ink_darkness  subtracts the local paper level (a morphological opening at low resolution),
                 so a shadow or a light fall-off is not ink;
   ink_threshold picks the level that separates strokes from paper and noise;
-  ink_mask      the strokes, without paper lines (serve/lines.py) or specks.
+  ink_mask      the strokes, without paper lines (serve/lines.py), a form's printed boxes
+                (serve/frames.py) or specks.
 OpenCV does the filtering: its morphology, resizing and labelling run in C, several times faster
 than the same steps in numpy, which matters since every request goes through them.
 """
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 
 from serve.errors import NoDigit
+from serve.frames import find_frames
 from serve.lines import find_lines, remove_lines
 
 # One thread per call: requests already run in parallel (workers x threads), and OpenCV's own
@@ -123,15 +125,27 @@ def ink_mask(light: np.ndarray) -> Ink:
     if cv2.countNonZero(mask.view(np.uint8)) > MAX_INK_FRACTION * mask.size:
         raise NoDigit("no digit found: the picture is covered in texture, not handwriting")
     # Paper lines are often fainter than the pen, broken into dashes by the ink threshold: they are
-    # searched on a fainter cut, where they are whole, then widened by a pixel to take their edges.
-    horizontal, vertical = find_lines(darkness > max(noise, LINE_CUT * level))
-    lines = horizontal | vertical
-    if lines.any():
-        horizontal = cv2.dilate(horizontal.view(np.uint8), np.ones((3, 1), np.uint8)) > 0
-        vertical = cv2.dilate(vertical.view(np.uint8), np.ones((1, 3), np.uint8)) > 0
-        lines = horizontal | vertical
-        mask = remove_lines(mask, darkness, horizontal & mask, vertical & mask)
+    # searched on a fainter cut, where they are whole.
+    faint = darkness > max(noise, LINE_CUT * level)
+    horizontal, vertical = find_lines(faint)
+    mask, lines = taken_out(mask, darkness, horizontal, vertical)
+    # A form's boxes are searched on the same cut with the paper lines still in (a row of boxes
+    # apart has its tops and bottoms in line, which may be found as ruling); not on squared
+    # paper, whose grid is boxes already taken out.
+    if not (horizontal.any() and vertical.any()):
+        mask, frames = taken_out(mask, darkness, *find_frames(faint, horizontal))
+        lines = lines | frames
     return Ink(darkness=darkness, paper=paper, mask=drop_lone_pixels(mask), lines=lines, level=level)
+
+
+def taken_out(mask: np.ndarray, darkness: np.ndarray, horizontal: np.ndarray, vertical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, lines): the ink without these lines, widened by a pixel to take their edges, and the
+    strokes that crossed them mended (serve/lines.py's remove_lines); the lines as taken out."""
+    if not (horizontal.any() or vertical.any()):
+        return mask, horizontal
+    horizontal = cv2.dilate(horizontal.view(np.uint8), np.ones((3, 1), np.uint8)) > 0
+    vertical = cv2.dilate(vertical.view(np.uint8), np.ones((1, 3), np.uint8)) > 0
+    return remove_lines(mask, darkness, horizontal & mask, vertical & mask), horizontal | vertical
 
 
 def drop_lone_pixels(mask: np.ndarray) -> np.ndarray:

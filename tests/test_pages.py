@@ -83,6 +83,16 @@ def test_a_sheet_with_the_desk_in_the_picture_is_read_as_on_flat_paper(setup, ki
     assert single >= floors[0] and exact >= floors[1]
 
 
+def test_digits_written_in_a_forms_boxes_are_read(setup):
+    # 68% of single digits and 41% of numbers read right on tuning seeds before serve/frames.py:
+    # the printed boxes joined the digits into one piece of ink, their sides and teeth read as "1"s.
+    reader = setup[0]
+    single = predict_accuracy(reader, pictures("form_single", setup))
+    exact = read_exactly(reader, pictures("form_number", setup))
+    print(f"form_single: {single:.3f} (/predict); form_number: {exact:.3f} read exactly")
+    assert single >= 0.96 and exact >= 0.82
+
+
 # One digit photographed as people do, each once read poorly (/predict right on tuning seeds, before):
 HARD_SINGLES = [
     # 61%: ruling 4-15 degrees off level was ink, until serve/page.py's ruling_tilt levelled it.
