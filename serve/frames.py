@@ -53,9 +53,10 @@ def find_frames(mask: np.ndarray, ruling: np.ndarray) -> tuple[np.ndarray, np.nd
     searched on its own. Cheap refusals come first, since nearly every picture holds no form: no
     thin runs both ways on the picture (`may_hold_frames`), then per piece no ink standing at
     both ends (`_closed`) or no straight, thin top or bottom edge (`_edged`). `ruling` is the
-    paper lines found across the picture (serve/lines.py): a piece holding one of them is a
-    ruled line (a digit may touch it), more than two a ruled page; two may be a row of boxes
-    cropped to its width, unless they run on to the picture's side as ruling does."""
+    paper lines found across the picture (serve/lines.py): a piece holding more than two of them
+    is a ruled page; one or two may be a comb's base or a row of boxes cropped to its width,
+    unless they run on to the picture's side as ruling does (a ruled line with a digit on it
+    that stops short of the side is refused by `_closed`: it ends in the line alone)."""
     if not may_hold_frames(mask):
         return np.zeros_like(mask), np.zeros_like(mask)
     n, labels, stats = components(mask)
@@ -66,8 +67,8 @@ def find_frames(mask: np.ndarray, ruling: np.ndarray) -> tuple[np.ndarray, np.nd
         if max(w, h) < FRAME_FROM or min(w, h) < FRAME_SIDE:
             continue
         piece = labels[y : y + h, x : x + w] == i
-        if rules is not None and np.count_nonzero(np.unique(rules[y : y + h, x : x + w][piece])) not in (
-                (0, 2) if x > EDGE and x + w < mask.shape[1] - EDGE else (0,)):
+        if rules is not None and np.count_nonzero(np.unique(rules[y : y + h, x : x + w][piece])) > (
+                2 if x > EDGE and x + w < mask.shape[1] - EDGE else 0):
             continue
         if not (_closed(piece) and _edged(piece)):
             continue
