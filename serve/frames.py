@@ -14,9 +14,10 @@ their ends, which a digit is not:
   sides         lines down that join two lines across with their ends, one at each end of
                 them and any between at even steps: a box's or a row of boxes' sides, which
                 make the lines they join its top and bottom;
-  teeth         lines down that end on a line across at one end, no longer than the teeth at
-                both of its ends (a comb always closes its field; a "1" standing on the base
-                line is taller than a tooth).
+  teeth         lines down that end on a line across at one end, with one at each end of it
+                (a comb closes its field), or at one end and three or more at even steps (a
+                digit written over the other end), none longer than those (a "1" standing on
+                the base line is taller than a tooth).
 A digit's straight strokes rarely pass: a "7"'s bar is met by one stroke, a "3"'s bars are joined
 on one side only, a "4"'s upright crosses its bar rather than ending on it, a "1" in its box is
 off the even step of a row's sides.
@@ -52,7 +53,7 @@ def find_frames(mask: np.ndarray, ruling: np.ndarray) -> tuple[np.ndarray, np.nd
     """(horizontal, vertical): the pixels of `mask` on printed frame lines, each piece of ink
     searched on its own. Cheap refusals come first, since nearly every picture holds no form: no
     thin runs both ways on the picture (`may_hold_frames`), then per piece no ink standing at
-    both ends (`_closed`) or no straight, thin top or bottom edge (`_edged`). `ruling` is the
+    either end (`_closed`) or no straight, thin top or bottom edge (`_edged`). `ruling` is the
     paper lines found across the picture (serve/lines.py): a piece holding more than two of them
     is a ruled page; one or two may be a comb's base or a row of boxes cropped to its width,
     unless they run on to the picture's side as ruling does (a ruled line with a digit on it
@@ -151,21 +152,23 @@ def framed(across: Lines, down: Lines) -> tuple[np.ndarray, np.ndarray]:
                 frame_a[[a, b]] = True
                 frame_d[sides] = True
     tooth = _printed(down.stats, TOOTH_THIN) & down.clear & ~frame_d
-    for a in np.flatnonzero(~frame_a & printed_a):  # a base whose teeth close the field at both ends
+    for a in np.flatnonzero(~frame_a & printed_a):  # a base whose teeth close the field
         for meets in (at_bottom[:, a] & tooth, at_top[:, a] & tooth):  # teeth standing on it, or hanging from it
-            left = meets & (np.abs(dx - ax0[a]) <= 2 * MEET)
-            right = meets & (np.abs(dx - ax1[a]) <= 2 * MEET)
-            if left.any() and right.any():
+            ends = meets & ((np.abs(dx - ax0[a]) <= 2 * MEET) | (np.abs(dx - ax1[a]) <= 2 * MEET))
+            # Both ends; or one (a digit written over the other spoils it) and three teeth or more at even steps.
+            closed = np.count_nonzero(ends) >= 2 or ends.any() and _even(dx[meets])
+            if closed:
                 frame_a[a] = True
-                frame_d |= meets & (length <= TOOTH_SLACK * max(length[left].max(), length[right].max()))
+                frame_d |= meets & (length <= TOOTH_SLACK * max(length[ends].max(), float(np.median(length[meets]))))
     return across.mask(frame_a), down.mask(frame_d)
 
 
 def _closed(piece: np.ndarray) -> bool:
-    """Whether ink stands TOOTH_FROM pixels tall in a column at each end of the piece, as a box's
-    sides or a comb's end teeth do (a ruled line with a digit on it ends in the line alone)."""
+    """Whether ink stands TOOTH_FROM pixels tall in a column at an end of the piece, as a box's
+    sides or a comb's end teeth do (a ruled line with a digit on it ends in the line alone; a
+    digit written over a field's end may hide one end)."""
     k = PRINTED + 2 * MEET
-    return bool(piece[:, :k].sum(0).max() >= TOOTH_FROM and piece[:, -k:].sum(0).max() >= TOOTH_FROM)
+    return bool(piece[:, :k].sum(0).max() >= TOOTH_FROM or piece[:, -k:].sum(0).max() >= TOOTH_FROM)
 
 
 def _edged(piece: np.ndarray) -> bool:
@@ -217,6 +220,17 @@ def _printed(stats: np.ndarray, thin: float) -> np.ndarray:
     length, extent = stats[:, 2], stats[:, 3]
     thick = stats[:, 4] / np.maximum(length, 1)
     return (length >= thin * thick) & (extent <= thick + SLANT * length + 2)
+
+
+def _even(xs: np.ndarray) -> bool:
+    """Whether three or more columns stand at even steps (one step missed allowed): each gap
+    between neighbours within STEP of the common step, or of twice it."""
+    if xs.size < 3:
+        return False
+    gaps = np.diff(np.sort(xs)).astype(np.float64)
+    step = float(np.min(gaps))
+    k = np.round(gaps / max(step, 1.0))
+    return bool(step > 0 and (k <= 2).all() and (k == 1).sum() >= 2 and (np.abs(gaps - k * step) <= STEP * step + MEET).all())
 
 
 def _sides(joining: np.ndarray, dx: np.ndarray, length: np.ndarray, x0: int, x1: int) -> np.ndarray:

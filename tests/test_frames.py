@@ -77,6 +77,16 @@ def test_a_one_standing_on_a_combs_base_is_not_a_tooth():
     assert frame_found > 0.9 and ink_taken == 0.0
 
 
+def test_a_comb_with_a_digit_over_one_end_is_still_found(digits):
+    # The end tooth joined by a digit's stroke is no printed line; the other end and the teeth at
+    # even steps still make the comb.
+    inks = [(digit_ink(digits[i], DIGIT), 0, 0) for i in range(4)]
+    inks[0] = (inks[0][0], -CELL_W // 2 + 4, (CELL_H - DIGIT) // 2)  # over the first tooth, on the base
+    frame, ink = form("comb", 4, inks=inks)
+    frame_found, ink_taken = found(frame, ink)
+    assert frame_found > 0.8 and ink_taken < 0.005, (frame_found, ink_taken)
+
+
 @pytest.mark.parametrize("height", [40, 90, 200])
 def test_digits_alone_are_never_a_frame(digits, height):
     # Loops, bars and uprights are lines that meet, but not at a printed line's length and thinness.
