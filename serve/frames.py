@@ -68,9 +68,11 @@ def find_frames(mask: np.ndarray, ruling: np.ndarray) -> tuple[np.ndarray, np.nd
         if max(w, h) < FRAME_FROM or min(w, h) < FRAME_SIDE:
             continue
         piece = labels[y : y + h, x : x + w] == i
-        if rules is not None and np.count_nonzero(np.unique(rules[y : y + h, x : x + w][piece])) > (
-                2 if x > EDGE and x + w < mask.shape[1] - EDGE else 0):
-            continue
+        if rules is not None:
+            held = np.count_nonzero(np.unique(rules[y : y + h, x : x + w][piece]))  # (label 0: no rule)
+            short_of_sides = x > EDGE and x + w < mask.shape[1] - EDGE
+            if held > (2 if short_of_sides else 0):
+                continue
         if not (_closed(piece) and _edged(piece)):
             continue
         across = Lines.of(piece, runs_across(piece, FRAME_SPAN))

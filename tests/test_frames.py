@@ -43,6 +43,14 @@ def form(style: str, n: int, width: int = 2, tilt: float = 0.0, inks=(), drop=0)
     return turned[0], turned[1]
 
 
+def lit(frame: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """The light-ink picture (serve/ink.py's polarity) of a printed frame and the pen's strokes."""
+    light = np.full(frame.shape, 30, np.uint8)
+    light[frame] = 200
+    light[ink] = 220
+    return light
+
+
 def found(frame: np.ndarray, ink: np.ndarray) -> tuple[float, float]:
     """(share of the frame found, share of the ink more than 3 pixels from the frame taken for
     frame: where a stroke crosses or touches a line, the line's band takes its edge)."""
@@ -101,12 +109,9 @@ def test_digits_alone_are_never_a_frame(digits, height):
 def test_ink_mask_takes_the_frame_out_and_keeps_the_digits(digits):
     inks = [(digit_ink(digits[i], DIGIT), 0, 0) for i in range(4)]
     frame, ink = form("row", 4, width=3, tilt=1.5, inks=inks)
-    light = np.full(frame.shape, 30, np.uint8)
-    light[frame] = 200
-    light[ink] = 220
-    found = ink_mask(light)
-    assert found.mask[ink & ~frame].mean() > 0.95
-    assert found.mask[frame & ~ink].mean() < 0.02 and found.lines[frame].mean() > 0.9
+    taken = ink_mask(lit(frame, ink))
+    assert taken.mask[ink & ~frame].mean() > 0.95
+    assert taken.mask[frame & ~ink].mean() < 0.02 and taken.lines[frame].mean() > 0.9
 
 
 def test_a_row_of_boxes_as_wide_as_the_picture_loses_its_sides_too(digits):
@@ -115,12 +120,9 @@ def test_a_row_of_boxes_as_wide_as_the_picture_loses_its_sides_too(digits):
     inks = [(digit_ink(digits[i], DIGIT), 0, 0) for i in range(5)]
     frame, ink = form("row", 5, inks=inks)
     frame, ink = frame[:, 15:-15], ink[:, 15:-15]  # the row spans all but 5 pixels each side
-    light = np.full(frame.shape, 30, np.uint8)
-    light[frame] = 200
-    light[ink] = 220
-    found = ink_mask(light)
-    assert found.mask[ink & ~frame].mean() > 0.95
-    assert found.mask[frame & ~ink].mean() < 0.02
+    taken = ink_mask(lit(frame, ink))
+    assert taken.mask[ink & ~frame].mean() > 0.95
+    assert taken.mask[frame & ~ink].mean() < 0.02
 
 
 def test_only_pictures_with_thin_lines_both_ways_are_searched(digits):
